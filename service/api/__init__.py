@@ -1,0 +1,10 @@
+"""HTTP routers (thin: parse, call one function, return a model) and the error mapper."""
+
+from fastapi import FastAPI
+
+from service.api import answer, health
+
+
+def register_routers(app: FastAPI) -> None:
+    app.include_router(health.router)
+    app.include_router(answer.router)

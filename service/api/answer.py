@@ -1,0 +1,32 @@
+"""``POST /v1/answer`` and ``POST /v1/score``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.deps import StateDep
+from service.schemas import (
+    AnswerRequest,
+    AnswerResponse,
+    ErrorResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (400, 413, 422, 429, 500, 503, 504)
+}
+
+router = APIRouter(prefix="/v1", tags=["answer"], responses=ERRORS)
+
+
+@router.post("/answer", response_model=AnswerResponse)
+async def answer(req: AnswerRequest, state: StateDep) -> AnswerResponse:
+    """Answer a question with a confidence; abstain (HTTP 200) when the cascade is unsure."""
+    return await state.answer(req, endpoint="/v1/answer")
+
+
+@router.post("/score", response_model=ScoreResponse)
+async def score(req: ScoreRequest, state: StateDep) -> ScoreResponse:
+    """Uncertainty signals for an answer the caller already has; nothing is generated."""
+    return await state.score(req)

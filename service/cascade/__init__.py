@@ -1,0 +1,1 @@
+"""The cheapest-first cascade: stages, the policy between them, and the runner."""

@@ -1,0 +1,95 @@
+"""The cascade's access to the engine, the embedder and the NLI model, per request.
+
+Builds the prompts, keeps per-request token accounting, and hands the signals
+lazy providers (samples, embeddings, P(True), NLI) that the ``SignalContext``
+memoises.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.engine.protocol import ChatMessage, EngineClient, Generation, GenParams
+from service.errors import BadRequest, PayloadTooLarge
+from service.signals.judge import P_TRUE_TEMPLATE, p_true_from_top
+
+CONTEXT_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
+
+
+def build_messages(question: str, system: str | None, context: str | None) -> list[ChatMessage]:
+    msgs = [ChatMessage("system", system)] if system else []
+    content = CONTEXT_TEMPLATE.format(context=context, question=question) if context else question
+    msgs.append(ChatMessage("user", content))
+    return msgs
+
+
+@dataclass
+class Providers:
+    engine: EngineClient
+    top_logprobs: int
+    samples_n: int
+    sample_temperature: float
+    sample_max_tokens: int
+    max_model_len: int
+    max_question_chars: int
+    embed: Callable[[list[str]], Awaitable[np.ndarray]] | None = None
+    nli: Callable[[list[tuple[str, str]]], Awaitable[np.ndarray]] | None = None
+    _tokens: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def check_prompt(self, messages: list[ChatMessage], max_tokens: int) -> None:
+        chars = sum(len(m.content) for m in messages)
+        if chars > self.max_question_chars:
+            raise PayloadTooLarge(
+                f"prompt is {chars} characters; the limit is {self.max_question_chars}",
+                param="question",
+            )
+        n = self.engine.count_prompt_tokens(messages)
+        if n + max_tokens > self.max_model_len:
+            raise BadRequest(
+                f"prompt ({n} tokens) + max_tokens ({max_tokens}) exceeds the model's "
+                f"context of {self.max_model_len} tokens",
+                param="question",
+            )
+
+    async def greedy(self, messages: list[ChatMessage], max_tokens: int, rid: str) -> Generation:
+        params = GenParams(n=1, temperature=0.0, max_tokens=max_tokens,
+                           top_logprobs=self.top_logprobs)
+        return await self.engine.generate(messages, params, f"{rid}-greedy")
+
+    def tokens_used(self, rid: str) -> int:
+        return self._tokens.get(rid, 0)
+
+    def forget(self, rid: str) -> None:
+        self._tokens.pop(rid, None)
+
+    def signal_providers(self, messages: list[ChatMessage], rid: str) -> dict[str, Any]:
+        async def samples() -> list[str]:
+            params = GenParams(n=self.samples_n, temperature=self.sample_temperature,
+                               max_tokens=self.sample_max_tokens)
+            gen = await self.engine.generate(messages, params, f"{rid}-samples")
+            self._tokens[rid] += gen.completion_tokens
+            return [c.text for c in gen.completions]
+
+        async def p_true(question: str, answer: str) -> float | None:
+            prompt = [ChatMessage("user", P_TRUE_TEMPLATE.format(question=question,
+                                                                 answer=answer))]
+            params = GenParams(n=1, temperature=0.0, max_tokens=1, top_logprobs=20)
+            gen = await self.engine.generate(prompt, params, f"{rid}-ptrue")
+            self._tokens[rid] += gen.completion_tokens
+            comp = gen.completions[0]
+            if not comp.tokens:
+                return None
+            first = comp.tokens[0]
+            return p_true_from_top(first.top_tokens, first.top_logprobs)
+
+        return {
+            "sample_provider": samples,
+            "embed_provider": self.embed,
+            "p_true_provider": p_true,
+            "nli_provider": self.nli,
+        }

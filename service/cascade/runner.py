@@ -1,0 +1,191 @@
+"""Run the cascade for one request: stages in order, stop early, record everything.
+
+The runner owns no policy and no maths: stages give signals, the confidence model
+turns them into a confidence, the policy decides. Stage 1 and 2 evidence that is
+uninformative (homogeneous samples) never raises the confidence: the stage keeps
+the confidence it inherited (the stage-0 fallback) and the response says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service import schemas
+from service.cascade.policy import STAGE_CONF_KEYS, Action, ConfidenceModel
+from service.cascade.providers import Providers, build_messages
+from service.cascade.stages import Stage
+from service.errors import BadRequest, DeadlineExceeded
+from service.signals.base import MissingInput, SignalContext, SignalResult
+from service.signals.normalize import normalize_answer, resolve_task
+
+
+@dataclass
+class Trace:
+    """What the cascade did, stage by stage (the response is built from it)."""
+
+    reports: list[schemas.StageReport] = field(default_factory=list)
+    features: dict[str, float] = field(default_factory=dict)
+    signals: dict[str, object] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    confidence: float = 0.0
+    fallback: str | None = None
+    deadline_hit: bool = False
+
+
+def add_result(trace: Trace, stage: Stage, res: SignalResult, ms: float, tokens: int,
+               model: ConfidenceModel) -> None:
+    """Fold one stage's result into the trace (pure bookkeeping, shared with /v1/score)."""
+    trace.signals.update({k: v for k, v in res.values.items() if v is not None})
+    for k, v in res.values.items():
+        if isinstance(v, bool):
+            trace.features[k] = float(v)
+        elif isinstance(v, int | float):
+            trace.features[k] = float(v)
+    note = res.note
+    if res.informative and res.confidence is not None:
+        trace.features[STAGE_CONF_KEYS[stage.index]] = float(res.confidence)
+        trace.confidence = model.confidence(stage.index, trace.features)
+    elif stage.index in (1, 2):
+        trace.fallback = "token"
+        note = (note or "uninformative") + "; confidence falls back on stage 0"
+    trace.reports.append(
+        schemas.StageReport(
+            name=stage.name, stage=stage.index, confidence=trace.confidence, ms=round(ms, 2),
+            tokens=tokens, informative=res.informative, note=note,
+        )
+    )
+
+
+@dataclass
+class Cascade:
+    stages: tuple[Stage, ...]
+    providers: Providers
+    model: ConfidenceModel
+    default_max_stage: int
+    default_max_tokens: int
+    max_tokens_limit: int
+    max_budget_ms: int
+    model_name: str
+
+    async def answer(self, req: schemas.AnswerRequest) -> schemas.AnswerResponse:
+        max_tokens = req.max_tokens or self.default_max_tokens
+        if max_tokens > self.max_tokens_limit:
+            raise BadRequest(f"max_tokens must be <= {self.max_tokens_limit}", param="max_tokens")
+        max_stage = min(
+            self.default_max_stage,
+            req.policy.max_stage if req.policy.max_stage is not None else 3,
+            len(self.stages) - 1,
+        )
+        policy, honoured_risk = self.model.policy(req.policy.target_risk, max_stage)
+        budget_ms = min(req.policy.budget_ms or self.max_budget_ms, self.max_budget_ms)
+        deadline = time.perf_counter() + budget_ms / 1000.0
+        rid = f"ans_{uuid.uuid4().hex[:24]}"
+        task = resolve_task(req.task, req.question)
+        messages = build_messages(req.question, req.system, req.context)
+        self.providers.check_prompt(messages, max_tokens)
+
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout_at(_loop_deadline(deadline)):
+                greedy = await self.providers.greedy(messages, max_tokens, rid)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"budget_ms={budget_ms} ran out before the first answer was generated",
+                param="policy.budget_ms",
+            ) from exc
+        g_ms = (time.perf_counter() - t0) * 1000
+        comp = greedy.completions[0]
+        ctx = SignalContext(
+            question=req.question, task=task, answer=comp.text,
+            token_logprobs=[t.logprob for t in comp.tokens],
+            top_logprobs=[list(t.top_logprobs) for t in comp.tokens],
+            context=req.context,
+            **self.providers.signal_providers(messages, rid),
+        )
+        usage = {"prompt": greedy.prompt_tokens, "completion": comp.n_tokens}
+        trace = Trace()
+        action = Action.ESCALATE
+        reason: str | None = None
+        for stage in self.stages[: max_stage + 1]:
+            before = self.providers.tokens_used(rid)
+            ts = time.perf_counter()
+            try:
+                async with asyncio.timeout_at(_loop_deadline(deadline)):
+                    res = await stage.signal.score(ctx)
+            except TimeoutError:
+                trace.deadline_hit = True
+                trace.skipped.append(f"{stage.name}: deadline (budget_ms={budget_ms})")
+                reason = "deadline"
+                action = Action.ABSTAIN
+                break
+            except MissingInput as exc:
+                trace.skipped.append(f"{stage.name}: missing {exc}")
+                continue
+            ms = (time.perf_counter() - ts) * 1000 + (g_ms if stage.index == 0 else 0.0)
+            tokens = self.providers.tokens_used(rid) - before
+            tokens += comp.n_tokens if stage.index == 0 else 0
+            add_result(trace, stage, res, ms, tokens, self.model)
+            if stage.index == 0 and trace.signals.get("n_tokens") == 0:
+                action, reason = Action.ABSTAIN, "empty_answer"
+                break
+            action = policy.decide(stage.index, trace.confidence)
+            if action is not Action.ESCALATE:
+                if action is Action.ABSTAIN:
+                    reason = "low_confidence" if stage.index >= max_stage else "hopeless"
+                break
+        if action is Action.ESCALATE:  # every stage left was skipped
+            action = policy.decide(max_stage, trace.confidence)
+            reason = "low_confidence" if action is Action.ABSTAIN else None
+        usage["completion"] += self.providers.tokens_used(rid)
+        self.providers.forget(rid)
+        abstained = action is Action.ABSTAIN
+        return schemas.AnswerResponse(
+            id=rid,
+            model=self.model_name,
+            answer=comp.text,
+            abstained=abstained,
+            decision="abstain" if abstained else "answer",
+            reason=reason if abstained else None,
+            confidence=min(1.0, max(0.0, trace.confidence)),
+            calibrated=self.model.calibrated,
+            stage_reached=trace.reports[-1].stage if trace.reports else 0,
+            fallback=trace.fallback,
+            signals=schemas.Signals(**trace.signals),
+            stages=trace.reports,
+            skipped=trace.skipped,
+            calibration=schemas.CalibrationRef(
+                calibrated=self.model.calibrated, id=self.model.id,
+                target_risk=honoured_risk, delta=self.model.delta,
+                threshold=policy.answer_threshold,
+            ),
+            samples=_samples(ctx, task) if req.return_samples else None,
+            usage=schemas.Usage(
+                prompt_tokens=usage["prompt"], completion_tokens=usage["completion"],
+                total_tokens=usage["prompt"] + usage["completion"],
+            ),
+        )
+
+
+def _loop_deadline(perf_deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + max(0.0, perf_deadline - time.perf_counter())
+
+
+def _samples(ctx: SignalContext, task: str) -> list[schemas.Sample] | None:
+    if ctx.samples is None:
+        return None
+    memo: Mapping[str, object] = ctx._memo
+    labels = memo.get("semantic_labels")
+    if isinstance(labels, list):
+        ids = labels[1:]
+    else:
+        stats = memo.get("consistency_stats")
+        ids = getattr(stats, "clusters", [0] * len(ctx.samples))
+    return [
+        schemas.Sample(text=s, normalized=normalize_answer(s, task), cluster=int(c))
+        for s, c in zip(ctx.samples, ids, strict=True)
+    ]

@@ -1,0 +1,55 @@
+"""``/v1/score``: the cascade's signals for answers a caller already has, without generating."""
+
+from __future__ import annotations
+
+import time
+
+from service import schemas
+from service.cascade.policy import ConfidenceModel
+from service.cascade.runner import Trace, add_result
+from service.cascade.stages import Stage
+from service.errors import BadRequest
+from service.signals.base import MissingInput, SignalContext
+from service.signals.normalize import resolve_task
+
+
+def _missing(stage: Stage, ctx: SignalContext) -> list[str]:
+    return [need for need in stage.signal.requires if not ctx.has(need)]
+
+
+async def score(
+    req: schemas.ScoreRequest, stages: tuple[Stage, ...], model: ConfidenceModel,
+    ctx_providers: dict[str, object],
+) -> schemas.ScoreResponse:
+    if req.top_logprobs is not None and req.token_logprobs is None:
+        raise BadRequest("top_logprobs needs token_logprobs", param="top_logprobs")
+    ctx = SignalContext(
+        question=req.question, task=resolve_task(req.task, req.question), answer=req.answer,
+        token_logprobs=req.token_logprobs, top_logprobs=req.top_logprobs,
+        samples=req.samples or None, context=req.context, **ctx_providers,  # type: ignore[arg-type]
+    )
+    trace = Trace()
+    any_conf = False
+    for stage in stages:
+        missing = _missing(stage, ctx)
+        if missing:
+            trace.skipped.append(f"{stage.name}: missing {', '.join(missing)}")
+            continue
+        t0 = time.perf_counter()
+        try:
+            res = await stage.signal.score(ctx)
+        except MissingInput as exc:
+            trace.skipped.append(f"{stage.name}: missing {exc}")
+            continue
+        if res.confidence is None and not res.informative and stage.index == 3:
+            trace.skipped.append(f"{stage.name}: {res.note}")
+            continue
+        add_result(trace, stage, res, (time.perf_counter() - t0) * 1000, 0, model)
+        any_conf = any_conf or res.informative
+    return schemas.ScoreResponse(
+        confidence=trace.confidence if any_conf else None,
+        calibrated=model.calibrated,
+        signals=schemas.Signals(**trace.signals),
+        stages=trace.reports,
+        skipped=trace.skipped,
+    )

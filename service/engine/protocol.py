@@ -1,0 +1,74 @@
+"""The seam between the cascade and whatever generates text.
+
+An engine takes chat messages and returns completions with per-token
+log-probabilities. Everything vLLM-specific stays in ``vllm_local.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """One generated token: its log-probability and the top-k log-probabilities there."""
+
+    token: str
+    logprob: float
+    top_logprobs: tuple[float, ...] = ()
+    top_tokens: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens: tuple[TokenInfo, ...] = ()
+    n_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """All completions of one request, sharing one prompt (and its prefix cache)."""
+
+    completions: tuple[Completion, ...]
+    prompt_tokens: int
+    completion_tokens: int = field(default=0)
+
+
+@dataclass(frozen=True)
+class GenParams:
+    n: int = 1
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_logprobs: int | None = None
+
+
+@runtime_checkable
+class EngineClient(Protocol):
+    """What the cascade needs from a model server."""
+
+    model_id: str
+
+    async def generate(
+        self, messages: list[ChatMessage], params: GenParams, request_id: str
+    ) -> Generation:
+        """Generate ``params.n`` completions. Cancelling the call aborts the engine work."""
+        ...
+
+    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+        """Tokens the chat-templated prompt takes (for limits)."""
+        ...
+
+    async def health(self) -> bool:
+        """True when the engine can serve; False (never raises) when it is dead."""
+        ...
+
+    async def aclose(self) -> None: ...

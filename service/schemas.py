@@ -1,0 +1,163 @@
+"""Request and response models shared by the routers (the v1 API contract, DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Task = Literal["auto", "factual", "math", "open"]
+Decision = Literal["answer", "abstain"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PolicyIn(_Strict):
+    max_stage: int | None = Field(default=None, ge=0, le=3, description="Highest stage to run.")
+    target_risk: float | None = Field(
+        default=None, gt=0, lt=1, description="Wanted error rate among answered questions."
+    )
+    budget_ms: int | None = Field(default=None, ge=1, description="Deadline for this request.")
+
+
+class AnswerRequest(_Strict):
+    question: str = Field(min_length=1, description="The question to answer.")
+    context: str | None = Field(default=None, description="Optional passage the answer must fit.")
+    system: str | None = Field(default=None, description="Optional system prompt.")
+    task: Task = "auto"
+    max_tokens: int | None = Field(default=None, ge=1)
+    policy: PolicyIn = Field(default_factory=PolicyIn)
+    return_samples: bool = False
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("question must not be blank")
+        return v
+
+
+class Signals(BaseModel):
+    """Raw signal values (None when the stage that produces them did not run)."""
+
+    token_entropy: float | None = None
+    mean_logprob: float | None = None
+    mean_nll: float | None = None
+    min_token_prob: float | None = None
+    n_tokens: int | None = None
+    consistency: float | None = None
+    n_clusters: int | None = None
+    homogeneous: bool | None = None
+    semantic_entropy: float | None = None
+    mean_similarity: float | None = None
+    p_true: float | None = None
+    context_support: float | None = None
+
+
+class StageReport(BaseModel):
+    name: str
+    stage: int
+    confidence: float | None = Field(description="Confidence after this stage; None if skipped.")
+    ms: float
+    tokens: int
+    informative: bool = True
+    note: str | None = None
+
+
+class Sample(BaseModel):
+    text: str
+    normalized: str
+    cluster: int
+
+
+class CalibrationRef(BaseModel):
+    calibrated: bool
+    id: str | None = None
+    target_risk: float | None = None
+    delta: float | None = None
+    threshold: float | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AnswerResponse(BaseModel):
+    id: str
+    object: Literal["candor.answer"] = "candor.answer"
+    model: str
+    answer: str
+    abstained: bool
+    decision: Decision
+    reason: str | None = Field(default=None, description="Machine-readable abstention reason.")
+    confidence: float = Field(ge=0, le=1)
+    calibrated: bool
+    stage_reached: int
+    fallback: str | None = Field(
+        default=None, description="Set when sampling evidence was uninformative (homogeneous)."
+    )
+    signals: Signals
+    stages: list[StageReport]
+    skipped: list[str] = Field(default_factory=list)
+    calibration: CalibrationRef
+    samples: list[Sample] | None = None
+    usage: Usage
+
+
+class ScoreRequest(_Strict):
+    question: str = Field(min_length=1)
+    answer: str = Field(description="The answer to score.")
+    samples: list[str] | None = Field(default=None, description="Other answers to the question.")
+    token_logprobs: list[float] | None = Field(
+        default=None, description="Log-probability of each token of the answer."
+    )
+    top_logprobs: list[list[float]] | None = Field(
+        default=None, description="Top-k log-probabilities at each token (for entropy)."
+    )
+    context: str | None = None
+    task: Task = "auto"
+
+
+class ScoreResponse(BaseModel):
+    object: Literal["candor.score"] = "candor.score"
+    confidence: float | None
+    calibrated: bool
+    signals: Signals
+    stages: list[StageReport]
+    skipped: list[str]
+
+
+class FeedbackRequest(_Strict):
+    id: str = Field(min_length=1)
+    correct: bool
+
+
+class FeedbackResponse(BaseModel):
+    id: str
+    stored: bool
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str = "candor"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    param: str | None = None
+    code: int
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
