@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Task = Literal["auto", "factual", "math", "open"]
 Decision = Literal["answer", "abstain"]
@@ -20,6 +20,21 @@ class PolicyIn(_Strict):
         default=None, gt=0, lt=1, description="Wanted error rate among answered questions."
     )
     budget_ms: int | None = Field(default=None, ge=1, description="Deadline for this request.")
+    answer_threshold: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Override: answer once confidence >= this. Voids the calibrated promise.",
+    )
+    abstain_threshold: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Override: abstain early when confidence < this (hopeless).",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PolicyIn:
+        lo, hi = self.abstain_threshold, self.answer_threshold
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError("abstain_threshold must be <= answer_threshold")
+        return self
 
 
 class AnswerRequest(_Strict):
@@ -30,6 +45,9 @@ class AnswerRequest(_Strict):
     max_tokens: int | None = Field(default=None, ge=1)
     policy: PolicyIn = Field(default_factory=PolicyIn)
     return_samples: bool = False
+    return_logprobs: bool = Field(
+        default=False, description="Include the greedy answer's per-token log-probabilities."
+    )
 
     @field_validator("question")
     @classmethod
@@ -72,6 +90,12 @@ class Sample(BaseModel):
     cluster: int
 
 
+class TokenLogprob(BaseModel):
+    token: str
+    logprob: float
+    top_logprobs: list[float]
+
+
 class CalibrationRef(BaseModel):
     calibrated: bool
     id: str | None = None
@@ -105,6 +129,7 @@ class AnswerResponse(BaseModel):
     skipped: list[str] = Field(default_factory=list)
     calibration: CalibrationRef
     samples: list[Sample] | None = None
+    logprobs: list[TokenLogprob] | None = None
     usage: Usage
 
 

