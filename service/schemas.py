@@ -28,6 +28,11 @@ class PolicyIn(_Strict):
         default=None, ge=0, le=1,
         description="Override: abstain early when confidence < this (hopeless).",
     )
+    run_all: bool = Field(
+        default=False,
+        description="Run every stage up to max_stage, no early exit (calibration, analysis); "
+        "the decision is still taken on the final confidence.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PolicyIn:

@@ -67,10 +67,12 @@ class Providers:
     def forget(self, rid: str) -> None:
         self._tokens.pop(rid, None)
 
-    def signal_providers(self, messages: list[ChatMessage], rid: str) -> dict[str, Any]:
+    def signal_providers(
+        self, messages: list[ChatMessage], rid: str, max_tokens: int
+    ) -> dict[str, Any]:
         async def samples() -> list[str]:
             params = GenParams(n=self.samples_n, temperature=self.sample_temperature,
-                               max_tokens=self.sample_max_tokens)
+                               max_tokens=min(max_tokens, self.sample_max_tokens))
             gen = await self.engine.generate(messages, params, f"{rid}-samples")
             self._tokens[rid] += gen.completion_tokens
             return [c.text for c in gen.completions]

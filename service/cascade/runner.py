@@ -109,7 +109,7 @@ class Cascade:
             token_logprobs=[t.logprob for t in comp.tokens],
             top_logprobs=[list(t.top_logprobs) for t in comp.tokens],
             context=req.context,
-            **self.providers.signal_providers(messages, rid),
+            **self.providers.signal_providers(messages, rid, max_tokens),
         )
         usage = {"prompt": greedy.prompt_tokens, "completion": comp.n_tokens}
         trace = Trace()
@@ -138,6 +138,8 @@ class Cascade:
                 action, reason = Action.ABSTAIN, "empty_answer"
                 break
             action = policy.decide(stage.index, trace.confidence)
+            if req.policy.run_all and stage.index < max_stage:
+                action = Action.ESCALATE
             if action is not Action.ESCALATE:
                 if action is Action.ABSTAIN:
                     reason = "low_confidence" if stage.index >= max_stage else "hopeless"

@@ -51,6 +51,11 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> LiveServ
         "CANDOR_PORT": str(port),
         "CANDOR_KV_CACHE_GIB": "2",
         "CANDOR_LOG_LEVEL": "info",
+        # Bounded work per request: this CPU generates ~8-10 tokens/s per sequence.
+        "CANDOR_MAX_TOKENS_LIMIT": "64",
+        "CANDOR_DEFAULT_MAX_TOKENS": "48",
+        "CANDOR_SAMPLE_MAX_TOKENS": "32",
+        "CANDOR_MAX_BUDGET_MS": "90000",
         **(extra_env or {}),
     }
     log_path = tmp / f"candor-{port}.log"
