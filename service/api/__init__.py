@@ -2,9 +2,10 @@
 
 from fastapi import FastAPI
 
-from service.api import answer, health
+from service.api import answer, health, openai_compat
 
 
 def register_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(answer.router)
+    app.include_router(openai_compat.router)
