@@ -67,9 +67,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256_000, ge=1024)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     open_probes: bool = Field(default=True, description="healthz/readyz/metrics without a key.")
-    decision_log: Path | None = Field(default=None, description="SQLite decision log path.")
+    decision_log: Path | None = Field(
+        default=None, description="SQLite decision log path (`candor serve` default: "
+        "<cache_dir>/decisions.sqlite unless decision_log_enabled is false).",
+    )
+    decision_log_enabled: bool = True
     log_text: bool = False
     log_retention_days: int = Field(default=30, ge=1)
+    max_score_samples: int = Field(default=64, ge=1, description="Samples per /v1/score call.")
+    engine_watchdog_s: float = Field(default=5.0, ge=0, description="0 disables the watchdog.")
+    engine_exit_grace_s: float = Field(default=5.0, ge=0)
+    exit_on_engine_failure: bool = True
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -19,9 +19,12 @@ from fastapi import FastAPI
 from service import __version__
 from service.api import register_routers
 from service.api.errors import register_error_handlers
+from service.api.middleware import RequestGuard
 from service.config import Settings, get_settings
+from service.decision_log import DecisionLog
 from service.engine.protocol import EngineClient
 from service.state import CandorState
+from service.watchdog import EXIT_ENGINE_FAILED, EngineWatchdog
 
 log = logging.getLogger("candor")
 
@@ -72,11 +75,24 @@ def create_app(
             state.attach(engine, embedder)
         else:
             task = asyncio.create_task(load_engine(state))
+        if settings.decision_log is not None and state.decision_log is None:
+            state.decision_log = await asyncio.to_thread(
+                DecisionLog, settings.decision_log, log_text=settings.log_text,
+                retention_days=settings.log_retention_days)
+        watch = None
+        if engine is None and settings.engine_watchdog_s > 0:  # real engine: supervise it
+            app.state.watchdog = EngineWatchdog(
+                state, settings.engine_watchdog_s, settings.engine_exit_grace_s,
+                settings.exit_on_engine_failure)
+            watch = asyncio.create_task(app.state.watchdog.run())
         try:
             yield
         finally:
-            if task is not None and not task.done():
-                task.cancel()
+            for t in (task, watch):
+                if t is not None and not t.done():
+                    t.cancel()
+            if state.decision_log is not None:  # flush what is queued
+                await asyncio.to_thread(state.decision_log.close)
             if state.engine is not None:
                 await state.engine.aclose()
 
@@ -87,6 +103,8 @@ def create_app(
     app.state.candor = state
     register_routers(app)
     register_error_handlers(app)
+    app.add_middleware(RequestGuard, settings=settings,  # type: ignore[arg-type]
+                       on_status=state.metrics.observe_error)
     return app
 
 
@@ -95,12 +113,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
+    if settings.decision_log is None and settings.decision_log_enabled:
+        settings = settings.model_copy(
+            update={"decision_log": settings.cache_dir / "decisions.sqlite"})
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=10)
-    return 0
+    watchdog = getattr(app.state, "watchdog", None)
+    return EXIT_ENGINE_FAILED if watchdog is not None and watchdog.tripped else 0
 
 
 def _prepare(args: argparse.Namespace) -> int:

@@ -14,8 +14,9 @@ from service.cascade.runner import Cascade
 from service.cascade.score import score as score_answers
 from service.cascade.stages import Stage, default_stages
 from service.config import Settings
+from service.decision_log import DecisionLog
 from service.engine.protocol import EngineClient
-from service.errors import EngineUnavailable, Overloaded
+from service.errors import BadRequest, EngineUnavailable, Overloaded
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class CandorState:
     load_error: str | None = None
     inflight: int = 0
     cascade: Cascade | None = None
+    decision_log: DecisionLog | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -90,9 +92,15 @@ class CandorState:
             self.inflight -= 1
             self.metrics.inflight.set(self.inflight)
         self.metrics.observe_answer(endpoint, resp, time.perf_counter() - t0)
+        if self.decision_log is not None:  # queued; the writer thread does the I/O
+            self.decision_log.record(resp, req, endpoint)
         return resp
 
     async def score(self, req: schemas.ScoreRequest) -> schemas.ScoreResponse:
+        limit = self.settings.max_score_samples
+        if req.samples is not None and len(req.samples) > limit:
+            raise BadRequest(f"{len(req.samples)} samples; max_score_samples is {limit}",
+                             param="samples")
         providers = {
             "embed_provider": getattr(self.embedder, "encode", None),
             "nli_provider": getattr(self.nli, "entail_probs", None),

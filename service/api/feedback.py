@@ -1,0 +1,30 @@
+"""``POST /v1/feedback``: attach a correctness label to a logged decision (for recalibration).
+
+The answer is sent only after the label is committed to the decision log, so an
+acknowledged label is never lost.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.deps import StateDep
+from service.errors import NotFound
+from service.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+
+router = APIRouter(
+    prefix="/v1", tags=["feedback"],
+    responses={code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 504)},
+)
+
+
+@router.post("/feedback", response_model=FeedbackResponse)
+async def feedback(req: FeedbackRequest, state: StateDep) -> FeedbackResponse:
+    """Label the decision ``id`` correct or not; 404 when the id is not in the log."""
+    dlog = state.decision_log
+    if dlog is None:
+        raise NotFound("this server keeps no decision log (CANDOR_DECISION_LOG is unset)",
+                       param="id")
+    if not await dlog.feedback(req.id, req.correct):
+        raise NotFound(f"no logged decision with id {req.id!r}", param="id")
+    return FeedbackResponse(id=req.id, stored=True)

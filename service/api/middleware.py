@@ -1,0 +1,154 @@
+"""The request guard: API keys, the body-size limit, and cancel-on-disconnect, as ASGI middleware.
+
+One pure-ASGI layer in front of every route (so every endpoint that lands gets it):
+
+- **Auth.** When ``CANDOR_API_KEYS`` is set, every request needs ``Authorization: Bearer
+  <key>`` or ``x-api-key: <key>``, checked with ``hmac.compare_digest`` against each key
+  (no early exit on the first match). ``/healthz``, ``/readyz`` and ``/metrics`` stay open
+  when ``open_probes`` is true. A missing or wrong key is a 401 in the one error shape.
+- **Body size.** A ``Content-Length`` over ``max_body_bytes``, or a streamed body that
+  grows past it, is a 413 naming the limit; the body is never buffered beyond it.
+- **Disconnects.** The body is read here, then the route runs as a task while this layer
+  listens for ``http.disconnect``; a disconnect cancels the route, and cancelling the
+  coroutine awaiting the engine aborts the engine's work (vLLM aborts on CancelledError).
+  This is vLLM's ``with_cancellation`` pattern, done once for all routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from service.api.errors import error_response
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+CLIENT_CLOSED = 499  # nginx's "client closed request", for the metrics only
+
+
+class RequestGuard:
+    """ASGI middleware: auth, then the body limit, then run the route cancellable."""
+
+    def __init__(self, app: ASGIApp, settings: Settings,
+                 on_status: Callable[[str, int], None] | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.keys = [k.get_secret_value().encode() for k in settings.api_keys]
+        self.on_status = on_status
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if self.keys and not (self.settings.open_probes and path in OPEN_PATHS):
+            if not self._authorised(scope):
+                self._observe(path, 401)
+                await error_response(
+                    401, "authentication_error",
+                    "missing or invalid API key (send 'Authorization: Bearer <key>')",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )(scope, receive, send)
+                return
+        limit = self.settings.max_body_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await self._too_large(scope, receive, send, path, limit)
+            return
+        body = bytearray()
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            body += msg.get("body", b"")
+            if len(body) > limit:
+                await self._too_large(scope, receive, send, path, limit)
+                return
+            if not msg.get("more_body", False):
+                break
+        await self._run_cancellable(scope, receive, send, bytes(body), path)
+
+    def _authorised(self, scope: Scope) -> bool:
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-api-key", b"")
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        ok = False
+        for key in self.keys:  # compare with every key: timing does not tell which matched
+            ok |= hmac.compare_digest(given, key)
+        return ok and bool(given)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, path: str,
+                         limit: int) -> None:
+        self._observe(path, 413)
+        await error_response(
+            413, "payload_too_large", f"request body exceeds max_body_bytes={limit}",
+            param="body",
+        )(scope, receive, send)
+
+    async def _run_cancellable(self, scope: Scope, receive: Receive, send: Send, body: bytes,
+                               path: str) -> None:
+        disconnected = asyncio.Event()
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await disconnected.wait()
+            return {"type": "http.disconnect"}
+
+        async def watch() -> None:
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    disconnected.set()
+                    return
+
+        route = asyncio.create_task(self.app(scope, replay, send))
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.wait({route, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the server itself is cancelling us
+            route.cancel()
+            watcher.cancel()
+            raise
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        if route.done():
+            route.result()  # re-raise what the route raised (the error handlers answer it)
+            return
+        route.cancel()  # the client went away first: stop its work, engine included
+        log.info("client disconnected: cancelled %s %s", scope.get("method"), path)
+        self._observe(path, CLIENT_CLOSED)
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # nobody left to answer
+            await route
+
+    def _observe(self, path: str, status: int) -> None:
+        if self.on_status is not None:
+            self.on_status(path, status)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers") or []:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
