@@ -1,7 +1,10 @@
 """Every Prometheus metric of the service, in one place, on an injected registry.
 
 Names carry the ``candor_`` prefix; labels are bounded (endpoint, decision, reason,
-stage). Bucket boundaries are defined once, here.
+stage, status): values outside the known sets are folded into ``other`` so a scanner
+probing random paths cannot grow the series count. Bucket boundaries are defined once,
+here. Known label combinations are pre-created at 0, so rates and ratios are defined
+from the first scrape (a series that appears mid-window under-counts its first hit).
 """
 
 from __future__ import annotations
@@ -14,8 +17,28 @@ LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0,
 CONFIDENCE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 TOKEN_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
+# Bounded label values. Endpoints that produce answers, then every route of the API.
+ANSWER_ENDPOINTS = ("/v1/answer", "/v1/chat/completions")
+ENDPOINTS = frozenset(
+    (*ANSWER_ENDPOINTS, "/v1/score", "/v1/feedback", "/v1/models", "/v1/calibration",
+     "/healthz", "/readyz", "/metrics")
+)
+DECISIONS = ("answer", "abstain")
+ABSTAIN_REASONS = ("low_confidence", "hopeless", "empty_answer", "deadline")
+STAGES = ("0", "1", "2", "3")
+STAGE_NAMES = ("token", "consistency", "semantic", "judge")
+# Statuses the API documents (service/api/answer.py), pre-created so 5xx ratios exist at 0.
+ERROR_STATUSES = ("400", "401", "404", "413", "422", "429", "500", "503", "504")
+OTHER = "other"
+
+
+def _bounded(value: str, known: frozenset[str] | tuple[str, ...]) -> str:
+    return value if value in known else OTHER
+
 
 class Metrics:
+    """The ``candor_*`` metrics; ``observe_*`` turn one response or error into updates."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -53,7 +76,7 @@ class Metrics:
             "candor_homogeneous", "Requests whose samples all fell in one cluster.", registry=r
         )
         self.engine_errors = Counter(
-            "candor_engine_errors", "Engine failures seen by requests.", registry=r
+            "candor_engine_errors", "Engine failures seen by requests (HTTP 503).", registry=r
         )
         self.errors = Counter(
             "candor_errors", "Error responses by status code.", ["status"], registry=r
@@ -65,20 +88,41 @@ class Metrics:
             "candor_calibration_info", "The active calibration artifact (value 1).",
             ["id", "target_risk"], registry=r,
         )
+        self._precreate()
+
+    def _precreate(self) -> None:
+        """Create every known label combination at 0 (see the module docstring)."""
+        for endpoint in ANSWER_ENDPOINTS:
+            for decision in (*DECISIONS, "error"):
+                self.requests.labels(endpoint=endpoint, decision=decision)
+        for reason in ABSTAIN_REASONS:
+            self.abstentions.labels(reason=reason)
+        for stage in STAGES:
+            self.stage_reached.labels(stage=stage)
+        for name in STAGE_NAMES:
+            self.tokens.labels(stage=name)
+        for status in ERROR_STATUSES:
+            self.errors.labels(status=status)
 
     def set_calibration(self, cal_id: str | None, target_risk: float | None) -> None:
+        """Publish the active artifact; the previous one's series is dropped (one info row)."""
+        self.calibration_info.clear()
         self.calibration_info.labels(
             id=cal_id or "uncalibrated", target_risk="" if target_risk is None else str(target_risk)
         ).set(1)
 
     def observe_answer(self, endpoint: str, resp: schemas.AnswerResponse, seconds: float) -> None:
+        """Count one finished cascade (answered or abstained) and what it cost."""
+        endpoint = _bounded(endpoint, ENDPOINTS)
         self.requests.labels(endpoint=endpoint, decision=resp.decision).inc()
         if resp.abstained:
-            self.abstentions.labels(reason=resp.reason or "unknown").inc()
-        self.stage_reached.labels(stage=str(resp.stage_reached)).inc()
+            reason = _bounded(resp.reason or "unknown", ABSTAIN_REASONS)
+            self.abstentions.labels(reason=reason).inc()
+        self.stage_reached.labels(stage=_bounded(str(resp.stage_reached), STAGES)).inc()
         for st in resp.stages:
-            self.stage_latency.labels(stage=st.name).observe(st.ms / 1000.0)
-            self.tokens.labels(stage=st.name).inc(st.tokens)
+            name = _bounded(st.name, STAGE_NAMES)
+            self.stage_latency.labels(stage=name).observe(st.ms / 1000.0)
+            self.tokens.labels(stage=name).inc(st.tokens)
         self.request_latency.labels(endpoint=endpoint).observe(seconds)
         self.confidence.observe(resp.confidence)
         self.tokens_per_request.observe(resp.usage.completion_tokens)
@@ -86,7 +130,9 @@ class Metrics:
             self.homogeneous.inc()
 
     def observe_error(self, endpoint: str, status: int) -> None:
+        """Count one error response; 503 means the engine was unavailable."""
+        endpoint = _bounded(endpoint, ENDPOINTS)
         self.requests.labels(endpoint=endpoint, decision="error").inc()
-        self.errors.labels(status=str(status)).inc()
+        self.errors.labels(status=_bounded(str(status), ERROR_STATUSES)).inc()
         if status == 503:
             self.engine_errors.inc()
