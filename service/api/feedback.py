@@ -14,7 +14,7 @@ from service.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
 
 router = APIRouter(
     prefix="/v1", tags=["feedback"],
-    responses={code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 504)},
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 504)},
 )
 
 
