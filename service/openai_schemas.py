@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.errors import BadRequest
 from service.schemas import AnswerRequest, AnswerResponse, PolicyIn, Task, Usage
@@ -113,11 +113,15 @@ def to_answer_request(req: ChatCompletionRequest) -> AnswerRequest:
     question = turns[-1].text()
     if not question.strip():
         raise _reject("the user message must not be empty", "messages")
-    return AnswerRequest(
-        question=question, system="\n\n".join(s for s in system if s) or None,
-        context=req.context, task=req.task,
-        max_tokens=req.max_completion_tokens or req.max_tokens, policy=req.policy,
-    )
+    try:
+        return AnswerRequest(
+            question=question, system="\n\n".join(s for s in system if s) or None,
+            context=req.context, task=req.task,
+            max_tokens=req.max_completion_tokens or req.max_tokens, policy=req.policy,
+        )
+    except ValidationError as exc:  # a rule of /v1/answer the chat schema does not carry
+        first = exc.errors()[0]
+        raise _reject(f"{first['msg']}", ".".join(map(str, first["loc"])) or "messages") from exc
 
 
 def finish_reason(resp: AnswerResponse, max_tokens: int) -> Literal["stop", "length"]:
