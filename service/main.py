@@ -23,6 +23,7 @@ from service.api.middleware import RequestGuard
 from service.config import Settings, get_settings
 from service.decision_log import DecisionLog
 from service.engine.protocol import EngineClient
+from service.errors import CalibrationError
 from service.state import CandorState
 from service.watchdog import EXIT_ENGINE_FAILED, EngineWatchdog
 
@@ -118,7 +119,12 @@ def _serve(args: argparse.Namespace) -> int:
             update={"decision_log": settings.cache_dir / "decisions.sqlite"})
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except CalibrationError as exc:  # a bad artifact stops startup, loudly
+        log.error("%s", exc.message)
+        print(f"candor: {exc.message}", file=sys.stderr)
+        return 2
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=10)
     watchdog = getattr(app.state, "watchdog", None)
@@ -142,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     prep = sub.add_parser("prepare-model", help="convert the embedded model once and print its path")
     prep.set_defaults(func=_prepare)
+    from service.calibration.cli import add_calibrate_parser
+    from service.eval.cli import add_eval_parser
+
+    add_calibrate_parser(sub)
+    add_eval_parser(sub)
     return p
 
 

@@ -40,6 +40,10 @@ class CandorState:
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None,
               model: ConfidenceModel | None = None) -> CandorState:
+        if model is None and settings.calibration is not None:  # a bad artifact fails here
+            from service.calibration.artifact import load_artifact
+
+            model = load_artifact(settings.calibration, expected_model=settings.model_name)
         model = model or UncalibratedModel(settings.answer_threshold, settings.abstain_threshold)
         metrics = metrics or Metrics()
         metrics.set_calibration(model.id, getattr(model, "default_target_risk", None))

@@ -2,11 +2,12 @@
 
 from fastapi import FastAPI
 
-from service.api import answer, feedback, health, openai_compat
+from service.api import answer, calibration, feedback, health, openai_compat
 
 
 def register_routers(app: FastAPI) -> None:
     app.include_router(health.router)
+    app.include_router(calibration.router)
     app.include_router(answer.router)
     app.include_router(feedback.router)
     app.include_router(openai_compat.router)

@@ -1,0 +1,28 @@
+"""``GET /v1/calibration``: the active calibration artifact and its promise, or "uncalibrated"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from service.api.deps import StateDep
+
+router = APIRouter(prefix="/v1", tags=["calibration"])
+
+
+@router.get("/calibration")
+async def calibration(state: StateDep) -> dict[str, Any]:
+    """What the server promises: the artifact's id, delta and supported target risks."""
+    describe = getattr(state.model, "describe", None)
+    if state.model.calibrated and callable(describe):
+        out: dict[str, Any] = describe()
+        return out
+    s = state.settings
+    return {
+        "calibrated": False, "id": None,
+        "message": "no calibration artifact loaded (set CANDOR_CALIBRATION to one written by "
+                   "`candor calibrate`); confidences are uncalibrated scores and carry no "
+                   "risk guarantee",
+        "answer_threshold": s.answer_threshold, "abstain_threshold": s.abstain_threshold,
+    }

@@ -1,0 +1,66 @@
+"""Labelled cascade runs: one ``Record`` per question, built from a ``/v1/answer`` response.
+
+A record keeps what the offline replay needs: which stages ran, which were
+informative, every raw signal, per-stage cost, and whether the greedy answer (the
+one the server returns) is correct by the dataset's grader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.calibration.features import feature_of_signal
+from service.eval.datasets import Item
+from service.eval.grading import Encode, grade
+
+N_STAGES = 4
+
+
+@dataclass
+class Record:
+    id: str
+    correct: bool
+    answer: str
+    signals: dict[str, float]
+    ran: list[bool]
+    informative: list[bool]
+    tokens: list[int] = field(default_factory=lambda: [0] * N_STAGES)
+    ms: list[float] = field(default_factory=lambda: [0.0] * N_STAGES)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def features(self, stage: int) -> dict[str, float]:
+        """The runner's cumulative features after ``stage`` (signals of stages <= stage)."""
+        out = {}
+        for name, v in self.signals.items():
+            k = feature_of_signal(name)
+            if k is not None and k <= stage and self.ran[k]:
+                out[name] = v
+        return out
+
+    @property
+    def empty(self) -> bool:
+        return self.signals.get("n_tokens", 1.0) == 0
+
+
+def from_response(item: Item, resp: Mapping[str, Any], correct: bool) -> Record:
+    ran, informative = [False] * N_STAGES, [False] * N_STAGES
+    tokens, ms = [0] * N_STAGES, [0.0] * N_STAGES
+    for st in resp.get("stages", []):
+        k = int(st["stage"])
+        ran[k], informative[k] = True, bool(st.get("informative", True))
+        tokens[k], ms[k] = int(st.get("tokens", 0)), float(st.get("ms", 0.0))
+    signals = {k: float(v) for k, v in (resp.get("signals") or {}).items()
+               if isinstance(v, int | float | bool) and v is not None}
+    return Record(item.id, correct, str(resp.get("answer", "")), signals, ran, informative,
+                  tokens, ms, dict(item.meta))
+
+
+def to_records(items: Sequence[Item], responses: Sequence[Mapping[str, Any]],
+               encode: Encode | None) -> list[Record]:
+    """Grade every response's answer and keep its signals."""
+    if len(items) != len(responses):
+        raise ValueError("one response per item is needed")
+    return [from_response(it, r, grade(it, str(r.get("answer", "")), encode))
+            for it, r in zip(items, responses, strict=True)]

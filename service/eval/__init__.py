@@ -1,0 +1,1 @@
+"""Evaluation: dataset loaders and graders, held-out metrics, the HTML report."""

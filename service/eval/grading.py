@@ -1,0 +1,99 @@
+"""Graders: is a model's answer correct against the reference?
+
+``numeric``: the final number of the answer equals the reference (commas, ``$``,
+units and trailing text are ignored; ``#### x``, ``answer is x`` and ``= x`` are
+preferred over other numbers). ``truthfulqa``: the answer is embedded and
+compared with every correct and incorrect reference; it is correct when its best
+match among the correct references beats its best match among the incorrect
+ones (the grader's agreement with hand labels is in docs/results.md).
+``text``: normalised exact match or containment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from service.eval.datasets import Item
+
+_NUM = r"-?\$?\s?\d[\d,]*(?:\.\d+)?"
+_PREFERRED = (
+    re.compile(rf"####\s*({_NUM})"),
+    re.compile(rf"answer is[:\s]*({_NUM})", re.IGNORECASE),
+    re.compile(rf"=\s*({_NUM})"),
+)
+_ANY = re.compile(_NUM)
+
+
+def _clean(num: str) -> str:
+    s = num.replace(",", "").replace("$", "").replace(" ", "")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def extract_number(text: str) -> str | None:
+    """The answer's final number as a canonical string, or None when there is none."""
+    for pat in _PREFERRED:
+        found = pat.findall(text)
+        if found:
+            return _clean(found[-1])
+    found = _ANY.findall(text)
+    return _clean(found[-1]) if found else None
+
+
+def grade_numeric(answer: str, reference: str) -> bool:
+    got, want = extract_number(answer), extract_number(reference)
+    if got is None or want is None:
+        return False
+    try:
+        return abs(float(got) - float(want)) < 1e-6
+    except ValueError:
+        return got == want
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def grade_text(answer: str, reference: str) -> bool:
+    a, r = _norm(answer), _norm(reference)
+    return bool(r) and (a == r or f" {r} " in f" {a} ")
+
+
+Encode = Callable[[list[str]], np.ndarray]
+
+
+def grade_truthfulqa(answer: str, correct: Sequence[str], incorrect: Sequence[str],
+                     encode: Encode) -> tuple[bool, float]:
+    """(correct?, margin): best cosine similarity to a correct minus to an incorrect ref."""
+    vecs = encode([answer, *correct, *incorrect])
+    sims = vecs[1:] @ vecs[0]
+    best_ok = float(np.max(sims[: len(correct)]))
+    best_bad = float(np.max(sims[len(correct):])) if incorrect else -1.0
+    margin = best_ok - best_bad
+    return margin > 0, margin
+
+
+def grade(item: Item, answer: str, encode: Encode | None = None) -> bool:
+    """Grade one answer with the item's grader (TruthfulQA needs an ``encode``)."""
+    if item.grader == "numeric":
+        return grade_numeric(answer, item.answer)
+    if item.grader == "text":
+        return grade_text(answer, item.answer)
+    if encode is None:
+        raise ValueError("the truthfulqa grader needs an embedding function")
+    return grade_truthfulqa(answer, item.correct_refs, item.incorrect_refs, encode)[0]
+
+
+def make_encoder(items: Sequence[Item]) -> Encode | None:
+    """The embedding function the TruthfulQA grader needs (None when no item needs it)."""
+    if not any(it.grader == "truthfulqa" for it in items):
+        return None
+    from service.signals.embedder import Embedder
+
+    return Embedder().encode_sync

@@ -1,0 +1,37 @@
+"""A seeded arithmetic ladder: 1- to 4-digit +, - and x questions.
+
+Difficulty rises with the number of digits, from what a 135M model gets right
+(one-digit sums) to what it gets wrong (four-digit products), so a calibration
+run on a few hundred items sees both outcomes and finishes quickly: the answers
+are a few tokens long.
+"""
+
+from __future__ import annotations
+
+import random
+
+from service.eval.datasets import Item
+
+OPS = ("+", "-", "*")
+_WORD = {"+": "plus", "-": "minus", "*": "times"}
+
+
+def ladder_item(i: int, digits: int, op: str, rng: random.Random) -> Item:
+    lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
+    a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+    if op == "-" and b > a:
+        a, b = b, a
+    value = a + b if op == "+" else a - b if op == "-" else a * b
+    sym = "x" if op == "*" else op
+    question = f"What is {a} {sym} {b}? Answer with the number only."
+    return Item(f"ladder-{i}", question, str(value), "numeric", task="math",
+                meta={"digits": str(digits), "op": _WORD[op]})
+
+
+def arithmetic_ladder(n: int, seed: int = 0, max_digits: int = 4) -> list[Item]:
+    """``n`` questions cycling over (digits, op) rungs; the same seed gives the same list."""
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    rng = random.Random(seed)
+    rungs = [(d, op) for d in range(1, max_digits + 1) for op in OPS]
+    return [ladder_item(i, *rungs[i % len(rungs)], rng) for i in range(n)]

@@ -1,0 +1,34 @@
+"""Synthetic labelled records for calibration unit tests (no engine involved)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.calibration.records import Record
+
+
+def synthetic_records(n: int, seed: int = 0, homogeneous_rate: float = 0.2) -> list[Record]:
+    """Records whose signals carry a noisy view of a latent P(correct)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        q = float(rng.uniform())
+        correct = bool(rng.uniform() < q)
+        homog = bool(rng.uniform() < homogeneous_rate)
+        noise = rng.normal(0, 0.15, 6)
+        signals = {
+            "token_entropy": max(0.0, 1.5 * (1 - q) + noise[0]),
+            "mean_nll": max(0.0, 1.0 - q + noise[1]),
+            "min_token_prob": float(np.clip(q + noise[2], 0, 1)),
+            "n_tokens": float(rng.integers(2, 12)),
+            "consistency": 1.0 if homog else float(np.clip(q + noise[3], 0, 1)),
+            "n_clusters": 1.0 if homog else float(rng.integers(2, 6)),
+            "homogeneous": float(homog),
+            "semantic_entropy": 0.0 if homog else max(0.0, 1.2 * (1 - q) + noise[4]),
+            "mean_similarity": float(np.clip(0.5 + 0.5 * q + noise[5], 0, 1)),
+            "p_true": float(np.clip(0.3 + 0.4 * q + rng.normal(0, 0.2), 0, 1)),
+        }
+        out.append(Record(f"s{i}", correct, "x", signals, [True] * 4,
+                          [True, not homog, not homog, True], [5, 50, 0, 1],
+                          [10.0, 100.0, 5.0, 20.0]))
+    return out
