@@ -21,6 +21,7 @@ from service.errors import BadRequest, CalibrationError
 
 FORMAT = "candor-calibration"
 VERSION = 1
+MAX_CONFIDENCE = 0.999
 
 
 class ThresholdEntry(BaseModel):
@@ -85,8 +86,8 @@ class CalibratedModel:
         """The nearest fitted map at or below ``stage`` (a stage without data inherits)."""
         for k in range(min(stage, 3), -1, -1):
             m = self.maps[k]
-            if m is not None:
-                return min(1.0, max(0.0, m(features)))
+            if m is not None:  # a finite sample never justifies certainty: cap below 1
+                return min(MAX_CONFIDENCE, max(0.0, m(features)))
         return 0.0
 
     def supported(self, max_stage: int) -> list[ThresholdEntry]:

@@ -91,6 +91,9 @@ def build_artifact(records: Sequence[Record], *, dataset: str, model_name: str, 
     for k in range(top + 1):
         table = ltt_table(rp, alphas or DEFAULT_ALPHAS, delta, spec["abstain_threshold"], k)
         spec["thresholds"][str(k)] = [c.__dict__ for c in table]
+    ok = sorted(c["alpha"] for c in spec["thresholds"][str(top)] if c["threshold"] is not None)
+    # default: the requested alpha if supported, else the next supported one above it
+    spec["default_alpha"] = next((a for a in ok if a >= default_alpha - 1e-12), default_alpha)
     model = CalibratedModel(ArtifactSpec.model_validate(spec))
     spec["heldout"] = heldout_metrics(model, parts["heldout"])
     return ArtifactSpec.model_validate(spec)

@@ -26,7 +26,7 @@ def _eval(args: argparse.Namespace) -> int:
     model = load_artifact(args.artifact) if args.artifact else None
     summary = evaluate(records, model, split_seed=args.split_seed, holdout=args.holdout)
     out = args.out or Path("runs") / "eval" / Path(args.dataset).stem
-    write_report(summary, records, model, out)
+    write_report(summary, records, model, out, args.split_seed, args.holdout)
     print(json.dumps({k: summary[k] for k in ("n", "accuracy", "auroc")}, indent=1))
     print(f"report: {out / 'report.html'}")
     return 0

@@ -1,0 +1,133 @@
+"""``candor eval``'s numbers: every signal's AUROC, the fused confidence's AURC, ECE and
+accuracy at coverage, realised vs promised risk, single-cluster rate, cost per stage;
+and the HTML report that shows them with the plots from ``plots.py``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.calibration.artifact import CalibratedModel
+from service.calibration.build import heldout_metrics, split
+from service.calibration.records import N_STAGES, Record
+from service.calibration.simulate import decide, replay
+from service.eval import metrics
+
+# signal -> direction (+1: higher = more confident)
+SIGNALS = {
+    "token_entropy": -1, "mean_nll": -1, "min_token_prob": 1, "consistency": 1,
+    "n_clusters": -1, "semantic_entropy": -1, "mean_similarity": 1, "p_true": 1,
+}
+SAMPLING = ("consistency", "n_clusters", "semantic_entropy", "mean_similarity")
+COVERAGES = (0.25, 0.5, 0.75, 1.0)
+
+
+def signal_scores(records: Sequence[Record], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence-oriented score, correct) over the records that have the signal."""
+    rows = [r for r in records if name in r.signals]
+    s = np.array([SIGNALS[name] * r.signals[name] for r in rows], dtype=float)
+    return s, np.array([r.correct for r in rows], dtype=bool)
+
+
+def signal_aurocs(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in SIGNALS:
+        s, y = signal_scores(records, name)
+        if len(s):
+            out[name] = {"auroc": metrics.auroc(s, y), "n": len(s)}
+    return out
+
+
+def selective(conf: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
+    return {
+        "aurc": metrics.aurc(conf, correct),
+        "accuracy_at_coverage": {f"{c:g}": metrics.accuracy_at_coverage(conf, correct, c)
+                                 for c in COVERAGES},
+    }
+
+
+def cost(records: Sequence[Record]) -> dict[str, Any]:
+    out = {}
+    for k in range(N_STAGES):
+        rows = [r for r in records if r.ran[k]]
+        if rows:
+            out[str(k)] = {"n": len(rows),
+                           "mean_tokens": float(np.mean([r.tokens[k] for r in rows])),
+                           "mean_ms": float(np.mean([r.ms[k] for r in rows]))}
+    return out
+
+
+def evaluate(records: Sequence[Record], model: CalibratedModel | None, split_seed: int = 0,
+             holdout: float = 0.3) -> dict[str, Any]:
+    """Metrics on the held-out split (all records when there is no artifact)."""
+    held = split(records, split_seed, holdout)["heldout"] if model else list(records)
+    y = np.array([r.correct for r in held], dtype=bool)
+    sampled = [r for r in held if r.ran[1]]
+    single = [r for r in sampled if r.signals.get("homogeneous") == 1.0]
+    out: dict[str, Any] = {
+        "n": len(held), "accuracy": float(y.mean()) if len(y) else None,
+        "auroc": signal_aurocs(held), "single_cluster_rate": len(single) / len(sampled)
+        if sampled else None, "n_sampled": len(sampled),
+        "auroc_single_cluster": signal_aurocs(single), "cost": cost(held),
+        "selective": {name: selective(*signal_scores(held, name)) for name in
+                      ("token_entropy", "consistency") if signal_scores(held, name)[0].size},
+    }
+    if model is not None:
+        rp = replay(held, model)
+        fused = rp.final()
+        out["auroc"]["fused"] = {"auroc": metrics.auroc(fused, y), "n": len(held)}
+        out["selective"]["fused"] = selective(fused, y)
+        out["ece"] = metrics.ece(fused, y)
+        out["guarantee"] = heldout_metrics(model, held)["risk"]
+        pol, alpha = model.policy(None, 3)
+        o = decide(rp, pol.answer_threshold, pol.abstain_threshold, 3)
+        out["default_policy"] = {
+            "alpha": alpha, "threshold": pol.answer_threshold, "coverage": float(o.answered.mean()),
+            "realised_risk": o.risk(y),
+            "stage_mix": {str(k): float((o.stage == k).mean()) for k in range(N_STAGES)},
+        }
+    return out
+
+
+def _table(rows: list[list[Any]], head: list[str]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{body}</table>"
+
+
+def write_report(summary: dict[str, Any], records: Sequence[Record],
+                 model: CalibratedModel | None, out: Path, split_seed: int = 0,
+                 holdout: float = 0.3) -> Path:
+    """``summary.json``, the PNG plots and ``report.html`` under ``out``."""
+    from service.eval.plots import make_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    held = split(records, split_seed, holdout)["heldout"] if model else list(records)
+    pngs = make_plots(held, model, out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    keys = ("ece", "guarantee", "default_policy", "single_cluster_rate", "cost")
+    extra = {k: summary.get(k) for k in keys}
+    au = [[k, v["auroc"], v["n"]] for k, v in summary["auroc"].items()]
+    sel = [[k, v["aurc"], *v["accuracy_at_coverage"].values()]
+           for k, v in summary["selective"].items()]
+    parts = [
+        f"<h1>Candor evaluation</h1><p>n={summary['n']} held-out questions, accuracy "
+        f"{summary['accuracy']}; artifact: {html.escape(model.id or '') if model else 'none'}</p>",
+        "<h2>AUROC per signal</h2>", _table(au, ["signal", "AUROC", "n"]),
+        "<h2>Selective prediction</h2>",
+        _table(sel, ["confidence", "AURC", *[f"acc@{c:g}" for c in COVERAGES]]),
+        f"<h2>Guarantee and calibration</h2><pre>{html.escape(json.dumps(extra, indent=1))}</pre>",
+        *[f'<h3>{p.stem}</h3><img src="{p.name}" width="560">' for p in pngs],
+    ]
+    page = out / "report.html"
+    page.write_text("<!doctype html><meta charset=utf-8><title>Candor eval</title><style>"
+                    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
+                    "</style>" + "\n".join(parts))
+    return page

@@ -1,0 +1,98 @@
+"""CI-sized calibration on the real engine: arithmetic ladder through the session server
+(stage 0 only, to fit the CI budget), held-out guarantee check, then a second server
+started with the artifact abstains by it; a bad artifact stops ``candor serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.calibration.artifact import ArtifactSpec, save_artifact
+from service.calibration.build import build_artifact
+from service.calibration.collect import CollectSettings, collect
+from service.calibration.records import to_records
+from service.eval.ladder import arithmetic_ladder
+from tests.integration.conftest import LiveServer, start_server, stop_server
+
+pytestmark = pytest.mark.integration
+
+N_QUESTIONS = 160  # greedy-only ladder; sized from a timed run (docs/results.md)
+CFG = CollectSettings(max_tokens=12, max_stage=0, concurrency=16)
+
+
+@pytest.fixture(scope="module")
+def ci_artifact(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> ArtifactSpec:
+    items = arithmetic_ladder(N_QUESTIONS, seed=0)
+    cache = tmp_path_factory.mktemp("calib") / "ladder.jsonl"
+    responses = asyncio.run(collect(items, live_server.url, cache, CFG, progress=False))
+    records = to_records(items, responses, None)
+    return build_artifact(records, dataset="ladder", model_name=responses[0]["model"], seed=0,
+                          delta=0.1, holdout=0.3, alphas=(0.1, 0.2, 0.3, 0.4, 0.5),
+                          collect={"max_tokens": CFG.max_tokens, "max_stage": 0})
+
+
+@pytest.fixture(scope="module")
+def calibrated_server(ci_artifact: ArtifactSpec,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    tmp = tmp_path_factory.mktemp("calibrated")
+    path = tmp / "artifact.json"
+    save_artifact(ci_artifact, path)
+    server = start_server(tmp, {"CANDOR_CALIBRATION": str(path)})
+    yield server
+    stop_server(server)
+
+
+def test_uncalibrated_server_says_so(api: httpx.Client) -> None:
+    body = api.get("/v1/calibration").json()
+    assert body["calibrated"] is False and "uncalibrated" in body["message"]
+
+
+def test_ci_calibration_holds_on_heldout(ci_artifact: ArtifactSpec) -> None:
+    held = ci_artifact.heldout
+    assert 0.05 < held["accuracy"] < 0.95, "the ladder must mix right and wrong answers"
+    assert held["auroc"] is not None and held["auroc"] > 0.5
+    assert held["risk"], f"no alpha supported: {ci_artifact.thresholds['0']}"
+    for row in held["risk"]:
+        assert row["realised_risk"] <= row["alpha"], row
+
+
+def test_calibrated_server_reports_and_abstains(calibrated_server: LiveServer,
+                                                ci_artifact: ArtifactSpec) -> None:
+    with calibrated_server.client() as c:
+        info = c.get("/v1/calibration").json()
+        assert info["calibrated"] and info["id"] == ci_artifact.id
+        hard = [it for it in arithmetic_ladder(24, seed=5) if it.meta["digits"] in ("3", "4")]
+        easy = [it for it in arithmetic_ladder(24, seed=5) if it.meta["digits"] == "1"]
+        decisions = []
+        for it in easy[:3] + hard[:5]:
+            r = c.post("/v1/answer", json={"question": it.question, "max_tokens": 12,
+                                           "policy": {"max_stage": 0}})
+            assert r.status_code == 200, r.text
+            b = r.json()
+            assert b["calibrated"] and b["calibration"]["id"] == ci_artifact.id
+            if b["abstained"]:
+                assert b["reason"] in ("low_confidence", "hopeless") and b["answer"].strip()
+            decisions.append(b["decision"])
+        assert "abstain" in decisions
+        low = c.post("/v1/answer", json={"question": "What is 1 + 1?", "max_tokens": 8,
+                                         "policy": {"max_stage": 0, "target_risk": 0.001}})
+        assert low.status_code == 400 and low.json()["error"]["param"] == "policy.target_risk"
+
+
+def test_bad_artifact_stops_serve(tmp_path: Path, ci_artifact: ArtifactSpec) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(ci_artifact.model_dump_json()), "model": "other"}))
+    exe = Path(sys.executable).with_name("candor")
+    proc = subprocess.run([str(exe), "serve", "--port", "0"], capture_output=True, text=True,
+                          env={"CANDOR_CALIBRATION": str(bad), "PATH": "/usr/bin:/bin",
+                               "HOME": str(Path.home())},
+                          timeout=120)
+    assert proc.returncode != 0
+    assert "fitted for model 'other'" in proc.stderr
