@@ -23,7 +23,7 @@ log = logging.getLogger("candor.calibrate")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help=f"{' | '.join(DATASETS)} | path.jsonl")
+    p.add_argument("--dataset", default=None, help=f"{' | '.join(DATASETS)} | path.jsonl")
     p.add_argument("--n", type=int, default=None, help="questions (seeded subset)")
     p.add_argument("--seed", type=int, default=0, help="dataset subset / ladder seed")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -38,7 +38,12 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]]]:
     """Load the dataset and get one cascade response per question (cache, server)."""
-    items = load_dataset(args.dataset, args.data_dir, args.n, args.seed)
+    if args.dataset is None:
+        raise SystemExit("candor: --dataset is required (or, for calibrate, --from-log)")
+    try:
+        items = load_dataset(args.dataset, args.data_dir, args.n, args.seed)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"candor: {exc}") from exc
     cfg = CollectSettings(max_tokens=args.max_tokens, max_stage=args.max_stage,
                           concurrency=args.concurrency)
     name = Path(args.dataset).stem
@@ -61,24 +66,50 @@ def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]]]:
         return items, asyncio.run(run(url))
 
 
+def from_log(path: Path) -> tuple[list[Item], list[dict[str, Any]], list[bool]]:
+    """Labelled decisions of the SQLite decision log (``POST /v1/feedback`` labels).
+
+    Caveat: logged requests exited early, so later stages ran only for questions the
+    live policy escalated; the replay treats stages that did not run as skipped.
+    """
+    from service.decision_log import labelled_entries
+
+    entries = labelled_entries(path)
+    items = [Item(e["id"], e.get("question") or "", "", "numeric") for e in entries]
+    responses = [{"answer": e.get("answer") or "", "model": e["model"], "stages": e["stages"],
+                  "signals": e["signals"]} for e in entries]
+    return items, responses, [bool(e["correct"]) for e in entries]
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
-    items, responses = gather(args)
+    labels: list[bool] | None = None
+    if args.from_log:
+        items, responses, labels = from_log(args.from_log)
+        if not items:
+            raise SystemExit(f"no labelled decisions in {args.from_log}")
+    else:
+        items, responses = gather(args)
     if args.collect_only:
         print(json.dumps({"dataset": args.dataset, "n": len(responses)}))
         return 0
     from service.calibration.artifact import save_artifact
     from service.calibration.build import build_artifact
-    from service.calibration.records import to_records
+    from service.calibration.records import from_response, to_records
     from service.eval.grading import make_encoder
 
-    records = to_records(items, responses, make_encoder(items))
-    art = build_artifact(records, dataset=Path(args.dataset).stem,
+    if labels is not None:
+        records = [from_response(it, r, ok) for it, r, ok in zip(items, responses, labels,
+                                                                  strict=True)]
+    else:
+        records = to_records(items, responses, make_encoder(items))
+    name = Path(args.dataset).stem if args.dataset else "decision-log"
+    art = build_artifact(records, dataset=name,
                          model_name=str(responses[0]["model"]), seed=args.split_seed,
                          delta=args.delta, holdout=args.holdout, alphas=args.alphas,
                          collect={"max_tokens": args.max_tokens, "max_stage": args.max_stage,
                                   "n": args.n, "seed": args.seed})
-    out = args.out or Path("runs") / "calibration" / f"{Path(args.dataset).stem}.json"
+    out = args.out or Path("runs") / "calibration" / f"{name}.json"
     save_artifact(art, out)
     print(json.dumps({"artifact": str(out), "id": art.id, "heldout": art.heldout}, indent=1))
     return 0
@@ -93,4 +124,6 @@ def add_calibrate_parser(sub: Any) -> None:
     p.add_argument("--alphas", type=float, nargs="+", default=None, help="target risks")
     p.add_argument("--out", type=Path, default=None, help="artifact path")
     p.add_argument("--collect-only", action="store_true", help="fill the cache and stop")
+    p.add_argument("--from-log", type=Path, default=None,
+                   help="calibrate from labelled decisions in the SQLite decision log")
     p.set_defaults(func=_calibrate)

@@ -127,3 +127,28 @@ def test_missing_artifact_file_fails(tmp_path: Path) -> None:
 
 def test_spec_schema_is_versioned() -> None:
     assert ArtifactSpec.model_fields["version"].annotation is not None
+
+
+def test_calibrate_from_decision_log(tmp_path: Path) -> None:
+    """``candor calibrate --from-log``: labelled decision-log rows -> a loadable artifact."""
+    import sqlite3
+
+    from service.decision_log import SCHEMA
+    from service.main import cli
+    from tests.unit.calib_synth import synthetic_records
+
+    db = tmp_path / "log.sqlite"
+    conn = sqlite3.connect(db)
+    conn.executescript(SCHEMA)
+    for i, r in enumerate(synthetic_records(400, 4)):
+        stages = [{"name": f"s{k}", "stage": k, "confidence": 0.5, "ms": 1.0, "tokens": 1,
+                   "informative": r.informative[k]} for k in range(4)]
+        conn.execute("INSERT INTO decisions (id, ts, model, signals, stages, label) VALUES "
+                     "(?, ?, ?, ?, ?, ?)", (r.id, float(i), MODEL, json.dumps(r.signals),
+                                            json.dumps(stages), int(r.correct)))
+    conn.commit()
+    conn.close()
+    out = tmp_path / "from-log.json"
+    assert cli(["calibrate", "--from-log", str(db), "--out", str(out)]) == 0
+    model = load_artifact(out, expected_model=MODEL)
+    assert model.spec.dataset == "decision-log" and model.spec.n == 400
