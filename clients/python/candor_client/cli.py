@@ -21,7 +21,10 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABSTAINED = 0, 1, 2, 3
 
 
 def confidence_line(ans: Answer) -> str:
-    """One readable line: confidence, calibration, where the cascade decided, cost, id."""
+    """One readable line: confidence, calibration, where the cascade decided, cost, id.
+
+    It is always the last line printed (the answer above it may span several lines).
+    """
     cal = "calibrated" if ans.calibrated else "uncalibrated"
     stage = next((s.name for s in ans.stages if s.stage == ans.stage_reached), "?")
     ms = sum(s.ms for s in ans.stages)
@@ -36,7 +39,8 @@ def _ask(client: CandorClient, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(ans.model_dump(mode="json"), indent=2))
     elif ans.abstained:
-        print(f"[abstained: {ans.reason or 'unsure'}] best guess: {ans.answer.strip()}")
+        guess = " ".join(ans.answer.split())  # one line, whatever the model wrote
+        print(f"[abstained: {ans.reason or 'unsure'}] best guess: {guess}")
         print(confidence_line(ans))
     else:
         print(ans.answer.strip())

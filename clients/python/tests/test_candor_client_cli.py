@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from conftest import BASE, FakeServer, error
+from conftest import BASE, FakeServer, answer_body, error
 
 from candor_client import CandorClient
 from candor_client.cli import EXIT_ABSTAINED, EXIT_ERROR, EXIT_OK, main
@@ -22,7 +22,7 @@ def test_ask_prints_answer_and_confidence(server: FakeServer,
     assert run(server, ["ask", "capital of France?", "--max-stage", "1"]) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Paris"
-    assert lines[1].startswith("confidence: 0.92 (uncalibrated) | decided at stage 1 "
+    assert lines[-1].startswith("confidence: 0.92 (uncalibrated) | decided at stage 1 "
                                "(consistency) | 710 ms | 44 tokens | id ans_0123")
     assert server.last_json()["policy"] == {"max_stage": 1}
 
@@ -57,3 +57,16 @@ def test_bad_command_line_exits_2() -> None:
     with pytest.raises(SystemExit) as info:
         main(["ask"])
     assert info.value.code == 2
+
+
+def test_multiline_answers_keep_the_confidence_line_last(
+        server: FakeServer, capsys: pytest.CaptureFixture[str]) -> None:
+    long = {**answer_body("q"), "answer": "Ten.\n\nBecause 5 + 5 = 10."}
+    server.queue = [httpx.Response(200, json=long),
+                    httpx.Response(200, json={**answer_body("q", abstained=True),
+                                              "answer": "maybe\n 7"})]
+    assert run(server, ["ask", "q"]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["Ten.", "", "Because 5 + 5 = 10."] and out[-1].startswith("confidence:")
+    assert run(server, ["ask", "q"]) == EXIT_ABSTAINED
+    assert capsys.readouterr().out.splitlines()[0].endswith("best guess: maybe 7")
