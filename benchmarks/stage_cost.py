@@ -56,7 +56,7 @@ async def main(n: int, max_tokens: int, temperature: float, rounds: int) -> None
 
     await greedy([ChatMessage("user", "Warm up.")])
     times: dict[str, list[float]] = {"greedy": [], "stage1": [], "naive": []}
-    tokens: dict[str, int] = {k: 0 for k in times}
+    tokens: dict[str, int] = dict.fromkeys(times, 0)
     for _ in range(rounds):
         for q in QUESTIONS:
             msgs = [ChatMessage("user", q)]

@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.set_defaults(func=_serve)
-    prep = sub.add_parser("prepare-model", help="convert the embedded model once and print its path")
+    prep = sub.add_parser("prepare-model",
+                          help="convert the embedded model once and print its path")
     prep.set_defaults(func=_prepare)
     from service.calibration.cli import add_calibrate_parser
     from service.eval.cli import add_eval_parser

@@ -23,7 +23,8 @@ def default_stages(cluster_similarity: float = 0.85) -> tuple[Stage, ...]:
     return (
         Stage(0, "token", "free: the greedy pass's own logprobs", TokenSignal()),
         Stage(1, "consistency", "N samples in one prefix-cached request", ConsistencySignal()),
-        Stage(2, "semantic", "embeddings (or NLI) of N+1 answers", SemanticSignal(cluster_similarity)),
+        Stage(2, "semantic", "embeddings (or NLI) of N+1 answers",
+              SemanticSignal(cluster_similarity)),
         Stage(3, "judge", "one extra 1-token pass; NLI/embedding of the context", JudgeSignal()),
     )
 

@@ -3,7 +3,8 @@
 Answers are embedded (sentence-transformers; embedded default all-MiniLM-L6-v2),
 grouped by agglomerative clustering (average linkage, cosine distance below
 ``1 - cluster_similarity``), or by bidirectional entailment when an NLI model is
-configured (Kuhn et al. 2023).
+configured (Kuhn et al. 2023). Math answers are grouped by their final number
+(embeddings put "12" and "21" close together, but they mean different things).
 
 Values:
 - ``semantic_entropy``: discrete semantic entropy (Farquhar et al. 2024) of the
@@ -24,6 +25,8 @@ import numpy as np
 from sklearn.cluster import AgglomerativeClustering
 
 from service.signals.base import SignalContext, SignalResult
+from service.signals.consistency import cluster_ids
+from service.signals.normalize import normalize_answer
 
 
 def agglomerative_clusters(emb: np.ndarray, min_similarity: float) -> list[int]:
@@ -87,7 +90,9 @@ class SemanticSignal:
         samples = await ctx.get_samples()
         texts = [ctx.answer, *samples]
         emb = await ctx.embed(texts)
-        if ctx.nli_provider is not None:
+        if ctx.task == "math":  # same final number = same meaning (DESIGN.md §4)
+            labels = cluster_ids([normalize_answer(t, "math") for t in texts])
+        elif ctx.nli_provider is not None:
             from service.signals.nli import entailment_clusters
 
             labels = await entailment_clusters(texts, ctx.nli_provider)

@@ -112,7 +112,8 @@ def test_max_tokens_over_limit_is_400(client: TestClient) -> None:
 
 
 def test_not_json_is_422_not_500(client: TestClient) -> None:
-    r = client.post("/v1/answer", content=b"{not json", headers={"content-type": "application/json"})
+    r = client.post("/v1/answer", content=b"{not json",
+                    headers={"content-type": "application/json"})
     assert r.status_code == 422 and "error" in r.json()
 
 
@@ -178,3 +179,26 @@ def test_score_rejects_nan(client: TestClient) -> None:
                     headers={"content-type": "application/json"})
     assert r.status_code in (400, 422)
     assert r.json()["error"]["param"] == "token_logprobs"
+
+
+def test_run_all_disables_early_exit(client: TestClient) -> None:
+    body = client.post("/v1/answer", json={"question": "sure: capital?",
+                                           "policy": {"run_all": True}}).json()
+    assert [s["name"] for s in body["stages"]] == ["token", "consistency", "semantic", "judge"]
+    assert body["decision"] == "answer"  # still decided on the final confidence
+
+
+def test_request_thresholds_override_and_void_the_promise(client: TestClient) -> None:
+    body = client.post("/v1/answer", json={"question": "doubt: 3+4?",
+                                           "policy": {"answer_threshold": 0.1}}).json()
+    assert body["decision"] == "answer" and body["stage_reached"] == 0
+    assert body["calibration"]["threshold"] == 0.1 and body["calibration"]["target_risk"] is None
+    r = client.post("/v1/answer", json={"question": "q", "policy": {
+        "answer_threshold": 0.1, "abstain_threshold": 0.5}})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "policy"
+
+
+def test_return_logprobs(client: TestClient) -> None:
+    body = client.post("/v1/answer", json={"question": "sure: x", "return_logprobs": True}).json()
+    assert body["logprobs"] == [{"token": "Paris", "logprob": -0.01,
+                                 "top_logprobs": [-0.1, -2.5, -3.0]}]

@@ -160,3 +160,20 @@ class TestJudge:
     def test_cosine_support_clipped(self) -> None:
         assert cosine_support(np.array([1.0, 0.0]), np.array([-1.0, 0.0])) == 0.0
         assert cosine_support(np.array([1.0, 0.0]), np.array([1.0, 0.0])) == 1.0
+
+
+def test_semantic_signal_groups_math_by_final_number() -> None:
+    import asyncio
+
+    from service.signals.base import SignalContext
+    from service.signals.semantic import SemanticSignal
+    from tests.fakes import FakeEmbedder
+
+    ctx = SignalContext(question="What is 6 + 6?", task="math", answer="6 + 6 = 12",
+                        samples=["12", "The answer is 12.", "21", "12"],
+                        embed_provider=FakeEmbedder().encode)
+    res = asyncio.run(SemanticSignal().score(ctx))
+    assert ctx._memo["semantic_labels"] == [0, 0, 0, 1, 0]
+    assert res.confidence == pytest.approx(0.75)
+    assert res.values["semantic_entropy"] == pytest.approx(
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
