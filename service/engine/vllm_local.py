@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from service.config import Settings
-from service.engine.protocol import ChatMessage, Completion, GenParams, Generation, TokenInfo
+from service.engine.protocol import ChatMessage, Completion, Generation, GenParams, TokenInfo
 from service.errors import EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ class VllmLocalEngine:
             max_logprobs=max(20, settings.top_logprobs),
             gpu_memory_utilization=settings.gpu_memory_utilization,
             disable_log_stats=False,
-            distributed_executor_backend="uni",
         )
         llm = AsyncLLM.from_engine_args(args)
         tokenizer = llm.get_tokenizer()
