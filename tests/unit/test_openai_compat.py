@@ -135,3 +135,16 @@ def test_openai_sdk_reads_answer_and_uncertainty(client: TestClient) -> None:
     with pytest.raises(openai.BadRequestError):
         sdk.chat.completions.create(model="m", n=2,
                                     messages=[{"role": "user", "content": "sure: x"}])
+
+
+def test_answer_rules_the_chat_schema_lacks_are_400(client: TestClient,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from service import openai_schemas
+    from service.schemas import AnswerRequest
+
+    def stricter(**fields: object) -> AnswerRequest:
+        return AnswerRequest.model_validate({**fields, "question": ""})
+
+    monkeypatch.setattr(openai_schemas, "AnswerRequest", stricter)
+    r = chat(client, "sure: x?")
+    assert r.status_code == 400 and r.json()["error"]["param"] == "question"
