@@ -69,19 +69,29 @@ def _plot_heatmap(ax: plt.Axes, client: httpx.Client, expr: str, end: float,
     return 1
 
 
-def _plot_series(ax: plt.Axes, client: httpx.Client, target: dict[str, str], start: float,
-                 end: float, step: float, rate: str) -> int:
-    drawn = 0
+Line = tuple[str, list[float], list[float]]
+
+
+def _series(client: httpx.Client, target: dict[str, str], start: float, end: float,
+            step: float, rate: str) -> list[Line]:
+    lines = []
     for series in query_range(client, to_promql(target["expr"], rate), start, end, step):
         pts = [(float(ts) - end, float(v)) for ts, v in series["values"]]  # type: ignore[union-attr]
         pts = [(x, y) for x, y in pts if math.isfinite(y)]
-        if not pts or not any(y for _, y in pts):  # all-zero series are hidden
-            continue
-        xs, ys = zip(*pts, strict=True)
-        labels: dict[str, str] = series["metric"]  # type: ignore[assignment]
-        ax.plot(xs, ys, label=legend(target.get("legendFormat", ""), labels))
-        drawn += 1
-    return drawn
+        if pts:
+            labels: dict[str, str] = series["metric"]  # type: ignore[assignment]
+            xs, ys = zip(*pts, strict=True)
+            lines.append((legend(target.get("legendFormat", ""), labels), list(xs), list(ys)))
+    return lines
+
+
+def _plot_lines(ax: plt.Axes, lines: list[Line]) -> int:
+    """Plot the lines; all-zero ones are hidden unless nothing else is left to show."""
+    shown = [ln for ln in lines if any(ln[2])] or lines
+    for label, xs, ys in shown:
+        ax.plot(xs, ys, label=label)
+    ax.set_xlabel("seconds before the end", fontsize=7)
+    return len(shown)
 
 
 def render(prometheus: str, out: Path, start: float, end: float, step: float = 2.0,
@@ -95,19 +105,21 @@ def render(prometheus: str, out: Path, start: float, end: float, step: float = 2
     drawn = 0
     with httpx.Client(base_url=prometheus, timeout=30) as client:
         for ax, panel in zip(axes.flat, panels, strict=False):
-            for t in panel["targets"]:
-                if panel["type"] == "heatmap":
-                    drawn += _plot_heatmap(ax, client, t["expr"], end, window)
-                else:
-                    drawn += _plot_series(ax, client, t, start, end, step, rate)
-                    ax.set_xlabel("seconds before the end", fontsize=7)
+            if panel["type"] == "heatmap":
+                drawn += sum(_plot_heatmap(ax, client, t["expr"], end, window)
+                             for t in panel["targets"])
+            else:
+                lines = [ln for t in panel["targets"]
+                         for ln in _series(client, t, start, end, step, rate)]
+                drawn += _plot_lines(ax, lines)
             ax.set_title(panel["title"], fontsize=10)
             ax.tick_params(labelsize=7)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6, loc="upper left", ncol=2)
         for ax in list(axes.flat)[len(panels):]:
             ax.axis("off")
-    fig.suptitle(f"Candor overview: rates over {rate}, all-zero series hidden")
+    fig.suptitle(f"Candor overview: rates over {rate}; all-zero series hidden "
+                 "unless a panel has nothing else")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
