@@ -48,11 +48,11 @@ def ltt_threshold(rp: Replay, alpha: float, delta: float, abstain_t: float, max_
     """The lowest threshold reached by fixed-sequence testing at level delta.
 
     The sequence starts where at least ``min_answered`` questions are answered (default:
-    thrice the count at which zero errors would just pass, at least 30), so an early error among a
+    thrice the count at which zero errors would just pass, at least 10), so an early error among a
     handful of answers does not end the test before it has power.
     """
     if min_answered is None:
-        min_answered = max(30, math.ceil(3 * math.log(delta) / math.log(1 - alpha)))
+        min_answered = max(10, math.ceil(3 * math.log(delta) / math.log(1 - alpha)))
     best = Choice(alpha, None, 0, 0, None)
     for t in grid:
         out = decide(rp, t, min(abstain_t, t), max_stage)

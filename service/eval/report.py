@@ -21,7 +21,7 @@ from service.eval import metrics
 
 # signal -> direction (+1: higher = more confident)
 SIGNALS = {
-    "token_entropy": -1, "mean_nll": -1, "min_token_prob": 1, "consistency": 1,
+    "token_entropy": -1, "mean_nll": -1, "min_token_prob": 1, "n_tokens": -1, "consistency": 1,
     "n_clusters": -1, "semantic_entropy": -1, "mean_similarity": 1, "p_true": 1,
 }
 SAMPLING = ("consistency", "n_clusters", "semantic_entropy", "mean_similarity")
