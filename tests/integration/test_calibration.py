@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 # total, so ~100 short questions is what fits ~2.5 minutes (timed runs: docs/results.md).
 N_QUESTIONS = 96
 CFG = CollectSettings(max_tokens=12, max_stage=0, concurrency=24)
-ALPHAS = (0.2, 0.3, 0.4, 0.5, 0.6)
+ALPHAS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 @pytest.fixture(scope="module")
