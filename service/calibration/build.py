@@ -86,10 +86,12 @@ def build_artifact(records: Sequence[Record], *, dataset: str, model_name: str, 
         "thresholds": {str(k): [] for k in range(N_STAGES)}, "collect": collect or {},
     }
     draft = CalibratedModel(ArtifactSpec.model_validate(spec))
-    spec["abstain_threshold"] = pick_abstain_threshold(replay(parts["fit"], draft))
+    fit_rp = replay(parts["fit"], draft)
+    spec["abstain_threshold"] = pick_abstain_threshold(fit_rp)
     rp = replay(parts["test"], draft)
     for k in range(top + 1):
-        table = ltt_table(rp, alphas or DEFAULT_ALPHAS, delta, spec["abstain_threshold"], k)
+        table = ltt_table(rp, alphas or DEFAULT_ALPHAS, delta, spec["abstain_threshold"], k,
+                          fit=fit_rp)
         spec["thresholds"][str(k)] = [c.__dict__ for c in table]
     ok = sorted(c["alpha"] for c in spec["thresholds"][str(top)] if c["threshold"] is not None)
     # default: the requested alpha if supported, else the next supported one above it

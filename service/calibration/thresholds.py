@@ -44,17 +44,21 @@ def binomial_p_value(errors: int, answered: int, alpha: float) -> float:
 
 
 def ltt_threshold(rp: Replay, alpha: float, delta: float, abstain_t: float, max_stage: int,
-                  grid: Sequence[float] = GRID, min_answered: int | None = None) -> Choice:
+                  grid: Sequence[float] = GRID, min_answered: int | None = None,
+                  start: float | None = None) -> Choice:
     """The lowest threshold reached by fixed-sequence testing at level delta.
 
-    The sequence starts where at least ``min_answered`` questions are answered (default:
-    thrice the count at which zero errors would just pass, at least 10), so an early error among a
+    The sequence starts at ``start`` (chosen on other data, see ``start_threshold``) and
+    where at least ``min_answered`` questions are answered (default: thrice the count
+    at which zero errors would just pass, at least 10), so an early error among a
     handful of answers does not end the test before it has power.
     """
     if min_answered is None:
         min_answered = max(10, math.ceil(3 * math.log(delta) / math.log(1 - alpha)))
     best = Choice(alpha, None, 0, 0, None)
     for t in grid:
+        if start is not None and t > start + 1e-12:
+            continue
         out = decide(rp, t, min(abstain_t, t), max_stage)
         m = int(out.answered.sum())
         if m < min_answered:
@@ -67,9 +71,35 @@ def ltt_threshold(rp: Replay, alpha: float, delta: float, abstain_t: float, max_
     return best
 
 
+def start_threshold(fit: Replay, alpha: float, delta: float, abstain_t: float,
+                    max_stage: int) -> float | None:
+    """Where to start the test, learned on the *fit* split (the "learn" of Learn-then-Test).
+
+    The highest threshold whose fit-split risk already passes the test; starting
+    there skips the top of the grid, where a few confident errors would end the
+    sequence at once. It uses no test-split label, so the guarantee is unchanged.
+    """
+    c = ltt_threshold(fit, alpha, delta, abstain_t, max_stage, min_answered=10)
+    if c.threshold is None:
+        return None
+    for t in GRID:  # the first grid value at which the fit split passes
+        out = decide(fit, t, min(abstain_t, t), max_stage)
+        m = int(out.answered.sum())
+        if m >= 10 and binomial_p_value(int((~fit.correct[out.answered]).sum()), m,
+                                        alpha) <= delta:
+            return t
+    return None
+
+
 def ltt_table(rp: Replay, alphas: Sequence[float], delta: float, abstain_t: float,
-              max_stage: int) -> list[Choice]:
-    return [ltt_threshold(rp, a, delta, abstain_t, max_stage) for a in alphas]
+              max_stage: int, fit: Replay | None = None) -> list[Choice]:
+    """One Learn-then-Test threshold per alpha (starts learned on ``fit`` when given)."""
+    return [
+        ltt_threshold(rp, a, delta, abstain_t, max_stage,
+                      start=start_threshold(fit, a, delta, abstain_t, max_stage)
+                      if fit is not None else None)
+        for a in alphas
+    ]
 
 
 def pick_abstain_threshold(rp: Replay, keep_correct: float = 0.95) -> float:
