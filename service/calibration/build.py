@@ -60,7 +60,7 @@ def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[s
         assert e.threshold is not None
         o = decide(rp, e.threshold, min(model.spec.abstain_threshold, e.threshold), 3)
         r = o.risk(rp.correct)
-        out["risk"].append({"alpha": e.alpha, "realised_risk": r,
+        out["risk"].append({"alpha": e.alpha, "realised_risk": r, "answered": int(o.answered.sum()),
                             "coverage": float(o.answered.mean()), "held": r <= e.alpha,
                             "mean_stage": float(o.stage.mean())})
     return out
