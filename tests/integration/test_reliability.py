@@ -89,10 +89,16 @@ def test_deadline_before_first_answer_is_504_and_aborts(api: httpx.Client) -> No
 
 
 def test_deadline_mid_cascade_returns_stage_0_marked(api: httpx.Client) -> None:
+    # Time this machine's greedy pass (prefix-cached on the second call), then give the
+    # cascade that plus a margin: enough for stage 0, far too little for 10 x 32 samples.
+    q = {"question": LONG, "max_tokens": 32}
     t0 = time.monotonic()
-    r = api.post("/v1/answer", json={
-        "question": LONG, "max_tokens": 16,
-        "policy": {"budget_ms": 5000, "max_stage": 1, "run_all": True, "answer_threshold": 1.0}})
+    assert api.post("/v1/answer", json={**q, "policy": {"max_stage": 0}}).status_code == 200
+    greedy_s = time.monotonic() - t0
+    budget_ms = int(greedy_s * 1300) + 1000
+    t0 = time.monotonic()
+    r = api.post("/v1/answer", json={**q, "policy": {
+        "budget_ms": budget_ms, "max_stage": 1, "run_all": True, "answer_threshold": 1.0}})
     elapsed = time.monotonic() - t0
     assert r.status_code == 200, r.text
     body = r.json()
@@ -100,10 +106,10 @@ def test_deadline_mid_cascade_returns_stage_0_marked(api: httpx.Client) -> None:
     assert body["stage_reached"] == 0 and [s["name"] for s in body["stages"]] == ["token"]
     assert any(s.startswith("consistency: deadline") for s in body["skipped"])
     assert body["answer"]  # the greedy answer stays available
-    assert elapsed < 5.0 + 1.5
+    assert elapsed < budget_ms / 1000 + 2.0
     engine_goes_idle(api, settle_s=1.0)
-    print("\nDEADLINE_MID_REPORT " + json.dumps({"budget_ms": 5000,
-                                                  "elapsed_s": round(elapsed, 2)}))
+    print("\nDEADLINE_MID_REPORT " + json.dumps({
+        "greedy_s": round(greedy_s, 2), "budget_ms": budget_ms, "elapsed_s": round(elapsed, 2)}))
 
 
 async def _load(url: str, total: int, concurrency: int) -> tuple[Counter[int], list[float], int]:
