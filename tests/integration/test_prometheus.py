@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -136,17 +137,20 @@ def prom(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> I
                               if r["value"][1] == "1"], 30, "the first scrape")  # type: ignore[index]
         yield url
     finally:
-        os.killpg(proc.pid, 15)
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
 
 
 def send_mix(api: httpx.Client) -> tuple[list[dict[str, object]], list[int]]:
-    """Answered, abstained (two reasons), one full cascade, and bad input; 3 at a time."""
+    """Answered, abstained (two reasons), full and stage-1 cascades, bad input; 3 at a time."""
     bodies: list[dict[str, object]] = []
     for q in QUESTIONS:
         for policy in (ANSWER, ABSTAIN, HOPELESS):
             bodies.append({"question": q, "max_tokens": 8, "policy": policy})
     bodies.append({"question": QUESTIONS[0], "max_tokens": 8, "policy": ALL_STAGES})
+    # a cascade that stops at stage 1 (one-token samples: cheap); may come out homogeneous
+    bodies.append({"question": "Is Paris in France? Answer yes or no.", "max_tokens": 1,
+                   "policy": {"max_stage": 1, "run_all": True}})
 
     def post(body: dict[str, object]) -> httpx.Response:
         return api.post("/v1/answer", json=body)
