@@ -129,6 +129,10 @@ class Metrics:
         if resp.signals.homogeneous:
             self.homogeneous.inc()
 
+    def observe_score(self, seconds: float) -> None:
+        """Count one /v1/score call (no decision, so not in ``candor_requests``)."""
+        self.request_latency.labels(endpoint="/v1/score").observe(seconds)
+
     def observe_error(self, endpoint: str, status: int) -> None:
         """Count one error response; 503 means the engine was unavailable."""
         endpoint = _bounded(endpoint, ENDPOINTS)

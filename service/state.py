@@ -109,4 +109,7 @@ class CandorState:
             "embed_provider": getattr(self.embedder, "encode", None),
             "nli_provider": getattr(self.nli, "entail_probs", None),
         }
-        return await score_answers(req, self.stages, self.model, providers)
+        t0 = time.perf_counter()
+        resp = await score_answers(req, self.stages, self.model, providers)
+        self.metrics.observe_score(time.perf_counter() - t0)
+        return resp

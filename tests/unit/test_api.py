@@ -202,3 +202,15 @@ def test_return_logprobs(client: TestClient) -> None:
     body = client.post("/v1/answer", json={"question": "sure: x", "return_logprobs": True}).json()
     assert body["logprobs"] == [{"token": "Paris", "logprob": -0.01,
                                  "top_logprobs": [-0.1, -2.5, -3.0]}]
+
+
+def test_score_is_counted_in_metrics(client: TestClient) -> None:
+    def count() -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith('candor_request_latency_seconds_count{endpoint="/v1/score"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = count()
+    client.post("/v1/score", json={"question": "q", "answer": "a", "samples": ["a", "b"]})
+    assert count() == before + 1
