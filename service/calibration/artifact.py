@@ -32,19 +32,6 @@ class ThresholdEntry(BaseModel):
     p_value: float | None = None
 
 
-class MapSpec(BaseModel):
-    features: list[str]
-    fill: list[float]
-    mean: list[float]
-    scale: list[float]
-    coef: list[float]
-    intercept: float
-    iso_x: list[float] | None = None
-    iso_y: list[float] | None = None
-    n: int = 0
-    method: str = "platt"
-
-
 class ArtifactSpec(BaseModel):
     """The artifact's JSON schema (``version`` 1)."""
 
@@ -62,7 +49,7 @@ class ArtifactSpec(BaseModel):
     default_alpha: float = Field(gt=0, lt=1)
     abstain_threshold: float = Field(ge=0, le=1)
     max_stage: int = Field(default=3, ge=0, le=3, description="highest stage in the data")
-    maps: list[MapSpec | None] = Field(min_length=4, max_length=4)
+    maps: list[StageMap | None] = Field(min_length=4, max_length=4)  # validated as JSON
     thresholds: dict[Literal["0", "1", "2", "3"], list[ThresholdEntry]]
     heldout: dict[str, Any] = Field(default_factory=dict)
     collect: dict[str, Any] = Field(default_factory=dict)
@@ -77,7 +64,7 @@ class CalibratedModel:
         self.spec = spec
         self.id: str | None = spec.id
         self.delta: float | None = spec.delta
-        self.maps = [StageMap(**m.model_dump()) if m else None for m in spec.maps]
+        self.maps = list(spec.maps)
         if self.maps[0] is None:
             raise CalibrationError("calibration artifact has no stage-0 map", param="maps")
         self.default_target_risk = spec.default_alpha
