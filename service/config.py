@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=8000, ge=1)
     top_logprobs: int = Field(default=5, ge=1, le=20, description="k of the top-k entropy.")
     samples_n: int = Field(default=10, ge=1, le=64)
-    sample_temperature: float = Field(default=0.7, gt=0, le=2.0)
+    sample_temperature: float = Field(
+        default=0.4, gt=0, le=2.0, description="Chosen from data: docs/signals.md."
+    )
     sample_max_tokens: int = Field(default=64, ge=1)
     max_stage: int = Field(default=3, ge=0, le=3)
     # Uncalibrated thresholds (used until a calibration artifact is loaded).

@@ -45,17 +45,35 @@ def test_hopeless_answer_abstains_before_sampling(api: httpx.Client) -> None:
     assert body["stage_reached"] == 0 and body["reason"] == "hopeless"
 
 
+# Questions a 135M model tends to answer identically at the default sampling temperature.
+# Which one collapses to a single cluster is the model's business, so the test tries them
+# in order and requires at least one (and then checks the whole fallback on it).
+HOMOGENEOUS_CANDIDATES = [
+    ("What is 1 + 1? Answer with the number only.", "math"),
+    ("What is 2 + 2? Answer with the number only.", "math"),
+    ("What is 10 + 10? Answer with the number only.", "math"),
+    ("Is water wet? Answer yes or no.", "factual"),
+]
+
+
 def test_homogeneous_samples_fall_back_on_stage0(api: httpx.Client) -> None:
-    # A question whose every sample is the same short answer (checked below, not assumed).
-    body = answer(api, "Answer with one word: is fire hot? Say yes or no.",
-                  {"answer_threshold": 1.0, "abstain_threshold": 0.0, "max_stage": 2},
-                  task="factual", max_tokens=4, return_samples=True)
-    sig = body["signals"]
+    seen = []
+    for question, task in HOMOGENEOUS_CANDIDATES:
+        body = answer(api, question, {"answer_threshold": 1.0, "abstain_threshold": 0.0,
+                                      "max_stage": 2}, task=task, max_tokens=4,
+                      return_samples=True)
+        if body["signals"]["homogeneous"]:
+            break
+        seen.append(sorted({s["normalized"] for s in body["samples"]}))
+    else:
+        pytest.fail(f"no candidate gave a single cluster; clusters seen: {seen}")
     assert len({s["normalized"] for s in body["samples"]}) == 1, body["samples"]
-    assert sig["homogeneous"] is True and body["fallback"] == "token"
+    assert body["signals"]["n_clusters"] == 1 and body["fallback"] == "token"
     token, cons, sem = body["stages"]
     assert cons["informative"] is False and "falls back" in cons["note"]
+    assert sem["informative"] is False
     assert cons["confidence"] == token["confidence"] == sem["confidence"] == body["confidence"]
+    assert body["decision"] == "abstain"  # answer_threshold 1.0: never confident enough
 
 
 def test_score_without_generation(api: httpx.Client) -> None:
