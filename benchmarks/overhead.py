@@ -24,7 +24,6 @@ import httpx  # noqa: E402
 
 from benchmarks._common import Run, serve_in_process, start_engine, timed  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.engine.protocol import ChatMessage  # noqa: E402
 
 QUESTIONS = [f"What is {a} + {b}?" for a, b in zip(range(1, 17), range(9, 1, -1), strict=False)]
 QUESTIONS += [f"What is {a} * {b}?" for a, b in zip(range(2, 18), range(3, 19), strict=False)]
@@ -43,7 +42,8 @@ async def main(max_tokens: int, rounds: int) -> None:
     counter = iter(range(10**9))
 
     async def raw(q: str) -> int:
-        ids = engine._prompt_ids([ChatMessage("user", q)])
+        # tokenized afresh each call (the engine caches prompt ids; a raw caller has none)
+        ids = list(engine._encode_uncached((("user", q),)))
         final = None
         async for out in engine._llm.generate({"prompt_token_ids": ids}, sp,
                                               f"raw-{next(counter)}"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from functools import lru_cache
 from typing import Any
 
 from service.config import Settings
@@ -40,6 +41,9 @@ class VllmLocalEngine:
         self.model_id = model_id
         self.max_model_len = max_model_len
         self.load_seconds = 0.0
+        # One request tokenizes its prompt up to three times (length check, greedy pass,
+        # samples); the chat template is the slow part, so keep recent prompts' ids.
+        self._encode = lru_cache(maxsize=1024)(self._encode_uncached)
 
     @classmethod
     async def start(cls, settings: Settings, model_path: str) -> VllmLocalEngine:
@@ -69,10 +73,13 @@ class VllmLocalEngine:
         return engine
 
     # -- EngineClient ----------------------------------------------------------------------
+    def _encode_uncached(self, chat: tuple[tuple[str, str], ...]) -> tuple[int, ...]:
+        msgs = [{"role": role, "content": content} for role, content in chat]
+        text = self._tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        return tuple(self._tok.encode(text, add_special_tokens=False))
+
     def _prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        text = self._tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        return list(self._tok.encode(text, add_special_tokens=False))
+        return list(self._encode(tuple((m.role, m.content) for m in messages)))
 
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
         return len(self._prompt_ids(messages))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from service.eval.grading import extract_number
+from service.signals.normalize import final_number
 
 Grader = Literal["numeric", "truthfulqa", "text"]
 DATASETS = ("ladder", "gsm8k", "truthfulqa", "truthfulqa-2021")
@@ -79,7 +79,7 @@ def load_jsonl(path: Path) -> list[Item]:
             if not isinstance(row, dict) or "question" not in row or "answer" not in row:
                 raise ValueError(f"{path}:{i + 1}: need an object with 'question' and 'answer'")
             ans = str(row["answer"])
-            grader: Grader = "numeric" if extract_number(ans) == ans.strip() else "text"
+            grader: Grader = "numeric" if final_number(ans) == ans.strip() else "text"
             items.append(Item(str(row.get("id", f"{path.stem}-{i}")), str(row["question"]), ans,
                               grader, task=str(row.get("task", "auto"))))
     return items

@@ -17,37 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from service.signals.normalize import final_number
+
 if TYPE_CHECKING:
     from service.eval.datasets import Item
 
-_NUM = r"-?\$?\s?\d[\d,]*(?:\.\d+)?"
-_PREFERRED = (
-    re.compile(rf"####\s*({_NUM})"),
-    re.compile(rf"answer is[:\s]*({_NUM})", re.IGNORECASE),
-    re.compile(rf"=\s*({_NUM})"),
-)
-_ANY = re.compile(_NUM)
-
-
-def _clean(num: str) -> str:
-    s = num.replace(",", "").replace("$", "").replace(" ", "")
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return "0" if s in ("-0", "") else s
-
-
-def extract_number(text: str) -> str | None:
-    """The answer's final number as a canonical string, or None when there is none."""
-    for pat in _PREFERRED:
-        found = pat.findall(text)
-        if found:
-            return _clean(found[-1])
-    found = _ANY.findall(text)
-    return _clean(found[-1]) if found else None
-
-
 def grade_numeric(answer: str, reference: str) -> bool:
-    got, want = extract_number(answer), extract_number(reference)
+    got, want = final_number(answer), final_number(reference)
     if got is None or want is None:
         return False
     try:

@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 
 from service.eval.datasets import load_dataset, load_jsonl
-from service.eval.grading import extract_number, grade, grade_numeric, grade_truthfulqa
+from service.eval.grading import grade, grade_numeric, grade_truthfulqa
 from service.eval.ladder import arithmetic_ladder
+from service.signals.normalize import final_number
 
 
 @pytest.mark.parametrize("text, want", [
     ("The answer is 42.", "42"), ("$1,234 dollars", "1234"), ("#### 18", "18"),
     ("5 + 3 = 8 apples, and 2 more", "8"), ("It costs 3.50 dollars", "3.5"),
     ("-7", "-7"), ("no number here", None), ("12 x 3 = 36. So 36 it is", "36"),
+    ("\u22123", "-3"), ("about .5 of it", "0.5"), ("12.0", "12"), ("3 + 8 = 11, then 2", "11"),
 ])
-def test_extract_number(text: str, want: str | None) -> None:
-    assert extract_number(text) == want
+def test_final_number(text: str, want: str | None) -> None:
+    assert final_number(text) == want
 
 
 def test_grade_numeric_is_robust() -> None:
