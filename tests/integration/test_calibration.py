@@ -62,6 +62,8 @@ def test_ci_calibration_holds_on_heldout(ci_artifact: ArtifactSpec) -> None:
     held = ci_artifact.heldout
     assert 0.05 < held["accuracy"] < 0.95, "the ladder must mix right and wrong answers"
     assert held["auroc"] is not None and held["auroc"] > 0.5
+    # calibrated: a constant or uncalibrated score would be off by ~0.5 on this base rate
+    assert held["ece"] is not None and held["ece"] < 0.25, held
     assert held["risk"], f"no alpha supported: {ci_artifact.thresholds['0']}"
     default = next(r for r in held["risk"] if r["alpha"] == ci_artifact.default_alpha)
     assert default["realised_risk"] <= default["alpha"], default  # the server's promise
