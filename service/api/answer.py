@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import StateDep
+from service.api.errors import UNAUTHORIZED
 from service.schemas import (
     AnswerRequest,
     AnswerResponse,
@@ -14,7 +15,8 @@ from service.schemas import (
 )
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 413, 422, 429, 500, 503, 504)
+    **UNAUTHORIZED,
+    **{code: {"model": ErrorResponse} for code in (400, 413, 422, 429, 500, 503, 504)},
 }
 
 router = APIRouter(prefix="/v1", tags=["answer"], responses=ERRORS)

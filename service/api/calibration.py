@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.api.deps import StateDep
+from service.api.errors import UNAUTHORIZED
 
-router = APIRouter(prefix="/v1", tags=["calibration"])
+router = APIRouter(prefix="/v1", tags=["calibration"], responses=UNAUTHORIZED)
 
 
 @router.get("/calibration")

@@ -24,6 +24,12 @@ _STATUS_TYPES = {
     422: "invalid_request_error", 429: "overloaded_error", 503: "engine_unavailable",
 }
 
+# OpenAPI entry for every /v1 route: the auth middleware answers 401 before any router.
+UNAUTHORIZED: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse,
+          "description": "Missing or wrong API key (only when CANDOR_API_KEY is set)"},
+}
+
 
 def error_response(status: int, type_: str, message: str, param: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import StateDep
+from service.api.errors import UNAUTHORIZED
 from service.errors import NotFound
 from service.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
 
 router = APIRouter(
     prefix="/v1", tags=["feedback"],
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 504)},
+    responses={**UNAUTHORIZED,
+               **{code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 504)}},
 )
 
 

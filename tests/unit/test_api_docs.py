@@ -57,3 +57,12 @@ def test_render_handles_every_type_shape() -> None:
     assert "| `a` | string \\| null | no | `null` |" in text
     assert "| `b` | array of [N](#schema-n) | yes |" in text
     assert '`"x"` \\| `"y"`' in text and '`"k"`' in text and "object of number" in text
+
+
+def test_every_v1_route_documents_401(openapi: dict[str, object]) -> None:
+    """The auth middleware guards all of /v1 when CANDOR_API_KEY is set; the schema says so."""
+    paths = openapi["paths"]
+    assert isinstance(paths, dict)
+    missing = [f"{m.upper()} {p}" for p, ops in paths.items() if p.startswith("/v1/")
+               for m in METHODS if m in ops and "401" not in ops[m].get("responses", {})]
+    assert not missing, f"no 401 in the schema for: {missing}"
