@@ -27,8 +27,9 @@ DECISIONS = ("answer", "abstain")
 ABSTAIN_REASONS = ("low_confidence", "hopeless", "empty_answer", "deadline")
 STAGES = ("0", "1", "2", "3")
 STAGE_NAMES = ("token", "consistency", "semantic", "judge")
-# Statuses the API documents (service/api/answer.py), pre-created so 5xx ratios exist at 0.
-ERROR_STATUSES = ("400", "401", "404", "413", "422", "429", "500", "503", "504")
+# Statuses the API documents (service/api/answer.py), pre-created so 5xx ratios exist at 0,
+# and 499 (nginx's "client closed request"): the caller went away and its work was cancelled.
+ERROR_STATUSES = ("400", "401", "404", "413", "422", "429", "499", "500", "503", "504")
 OTHER = "other"
 
 

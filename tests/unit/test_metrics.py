@@ -91,10 +91,12 @@ def test_labels_stay_bounded() -> None:
         m.observe_error(f"/scan/{i}", 404)
     m.observe_error("/v1/answer", 418)
     m.observe_error("/v1/answer", 503)
+    m.observe_error("/v1/answer", 499)  # client went away: its own series, not "other"
     s = parse(generate_latest(m.registry).decode())
     assert value(s, "candor_requests_total", endpoint="other", decision="error") == 50
     assert value(s, "candor_errors_total", status="404") == 50
     assert value(s, "candor_errors_total", status="other") == 1
+    assert value(s, "candor_errors_total", status="499") == 1
     assert value(s, "candor_engine_errors_total") == 1
     endpoints = {dict(k[1]).get("endpoint") for k in s if k[0] == "candor_requests_total"}
     assert endpoints == {"/v1/answer", "/v1/chat/completions", "other"}
