@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from service.calibration.collect import CollectSettings, collect
+from service.calibration.collect import CollectError, CollectSettings, collect
 from service.eval.datasets import DATASETS, Item, load_dataset
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -32,6 +32,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-stage", type=int, default=3, choices=range(4),
                    help="highest stage collected (0: greedy only, cheapest)")
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--timeout", type=float, default=CollectSettings.timeout_s,
+                   help="seconds to wait for one question's cascade")
     p.add_argument("--cache", type=Path, default=None, help="JSONL response cache")
     p.add_argument("--no-progress", action="store_true")
 
@@ -45,13 +47,16 @@ def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]]]:
     except (ValueError, OSError) as exc:
         raise SystemExit(f"candor: {exc}") from exc
     cfg = CollectSettings(max_tokens=args.max_tokens, max_stage=args.max_stage,
-                          concurrency=args.concurrency)
+                          concurrency=args.concurrency, timeout_s=args.timeout)
     name = Path(args.dataset).stem
     stem = f"{name}-s{args.max_stage}-t{args.max_tokens}"
     cache = args.cache or Path("runs") / "cache" / f"{stem}.jsonl"
 
     async def run(url: str) -> list[dict[str, Any]]:
-        return await collect(items, url, cache, cfg, progress=not args.no_progress)
+        try:
+            return await collect(items, url, cache, cfg, progress=not args.no_progress)
+        except CollectError as exc:
+            raise SystemExit(f"candor: {exc}") from exc
 
     if args.server:
         return items, asyncio.run(run(args.server))

@@ -4,7 +4,11 @@ Every question is sent to ``POST /v1/answer`` with ``policy.run_all`` (all stage
 no early exit) so every stage's signals are recorded; the policy is replayed
 offline (``simulate.py``). Requests run concurrently (the engine batches them),
 a tqdm bar shows progress, and each response is appended to a JSONL cache keyed
-by question + settings, so an interrupted run resumes where it stopped.
+by question + settings, so an interrupted run resumes where it stopped. A question
+that fails (timeout, HTTP error) does not stop the others: every answer that arrives
+is cached, and the run ends with one ``CollectError`` that says how many failed.
+The key holds the request's settings, not the server's (sampling temperature, number
+of samples): collect into a new ``--cache`` after changing those.
 """
 
 from __future__ import annotations
@@ -28,11 +32,18 @@ class CollectSettings:
     max_tokens: int = 24
     max_stage: int = 3
     concurrency: int = 8
-    timeout_s: float = 600.0
+    # One cascade with run_all waits for its turn in the engine batch: at 24 in flight on
+    # 2 CPU cores a question with 10 samples took ~10 minutes. The server's own budget cap
+    # (CANDOR_MAX_BUDGET_MS) ends every request, so the client may wait long.
+    timeout_s: float = 3600.0
 
     def key(self, item: Item) -> str:
         raw = json.dumps([item.question, item.task, self.max_tokens, self.max_stage])
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+class CollectError(RuntimeError):
+    """Some questions got no answer; the rest are cached and a rerun resumes."""
 
 
 def read_cache(path: Path) -> dict[str, dict[str, Any]]:
@@ -58,19 +69,26 @@ def request_body(item: Item, cfg: CollectSettings) -> dict[str, Any]:
 
 async def _one(client: httpx.AsyncClient, item: Item, cfg: CollectSettings) -> dict[str, Any]:
     for attempt in range(5):
-        r = await client.post("/v1/answer", json=request_body(item, cfg))
+        try:
+            r = await client.post("/v1/answer", json=request_body(item, cfg))
+        except httpx.TimeoutException as exc:
+            raise CollectError(f"{item.id}: no answer within {cfg.timeout_s:.0f} s (raise "
+                               "--timeout or lower --concurrency)") from exc
+        except httpx.TransportError as exc:
+            raise CollectError(f"{item.id}: cannot reach {client.base_url}: {exc!r}") from exc
         if r.status_code in (429, 503) and attempt < 4:
             await asyncio.sleep(float(r.headers.get("Retry-After", "2")))
             continue
         if r.status_code != 200:
-            raise RuntimeError(f"{item.id}: HTTP {r.status_code}: {r.text[:300]}")
+            raise CollectError(f"{item.id}: HTTP {r.status_code}: {r.text[:300]}")
         data: dict[str, Any] = r.json()
         return data
-    raise RuntimeError(f"{item.id}: server stayed busy")
+    raise CollectError(f"{item.id}: server stayed busy (429/503 five times)")
 
 
 async def collect(items: Sequence[Item], server: str, cache: Path,
-                  cfg: CollectSettings, progress: bool = True) -> list[dict[str, Any]]:
+                  cfg: CollectSettings, progress: bool = True,
+                  transport: httpx.AsyncBaseTransport | None = None) -> list[dict[str, Any]]:
     """One response per item, in order; cached ones are not asked again."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     done = read_cache(cache)
@@ -88,8 +106,20 @@ async def collect(items: Sequence[Item], server: str, cache: Path,
         fh.flush()
         bar.update(1)
 
-    async with httpx.AsyncClient(base_url=server, timeout=cfg.timeout_s) as client:
+    async with httpx.AsyncClient(base_url=server, timeout=cfg.timeout_s,
+                                 transport=transport) as client:
         with open(cache, "a", encoding="utf-8") as fh:
-            await asyncio.gather(*(run(client, it, fh) for it in todo))
+            # every question runs to its end, so one failure loses no other answer
+            outcomes = await asyncio.gather(*(run(client, it, fh) for it in todo),
+                                            return_exceptions=True)
     bar.close()
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    bugs = [o for o in failed if not isinstance(o, CollectError)]
+    if bugs:
+        raise bugs[0]
+    if failed:
+        raise CollectError(
+            f"{len(failed)} of {len(todo)} questions got no answer; the other "
+            f"{len(todo) - len(failed)} are cached in {cache}, so the same command resumes. "
+            f"First failure: {failed[0]}")
     return [done[cfg.key(it)] for it in items]

@@ -109,14 +109,20 @@ def test_deadline_mid_cascade_returns_stage_0_marked(api: httpx.Client) -> None:
     assert any(s.startswith("consistency: deadline") for s in body["skipped"])
     assert body["answer"]  # the greedy answer stays available
     assert elapsed < budget_ms / 1000 + 2.0
-    # OPEN (docs/reliability.md): after this abort of the n=10 sampling request, generation
-    # stops but vLLM's num_requests_running gauge was seen stuck at 1; reported, not asserted.
+    # vLLM refreshes its scheduler gauges only on an engine step (EngineCore.run_busy_loop
+    # steps only while it has work), so right after the abort num_requests_running still
+    # shows the last step's count. No token may follow the abort; one tiny request then
+    # forces a step, after which the gauge must read 0 (a lingering request would count).
     engine_goes_idle(api, settle_s=1.0, check_running=False)
+    stale = vllm_sample(api, "vllm:num_requests_running")
+    assert api.post("/v1/answer", json={"question": "Say hi.", "max_tokens": 1,
+                                        "policy": {"max_stage": 0}}).status_code == 200
     running = vllm_sample(api, "vllm:num_requests_running")
+    assert running == 0, f"a request still runs in vLLM after the deadline abort: {running}"
     print("\nDEADLINE_MID_REPORT " + json.dumps({
         "greedy_s": round(greedy_s, 2), "budget_ms": budget_ms, "elapsed_s": round(elapsed, 2),
-        "vllm_num_requests_running_after": running}))
-
+        "vllm_num_requests_running_right_after_abort": stale,
+        "vllm_num_requests_running_after_next_step": running}))
 
 async def _load(url: str, total: int, concurrency: int) -> tuple[Counter[int], list[float], int]:
     body = {"question": "Say yes.", "max_tokens": 1, "policy": {"max_stage": 0}}
