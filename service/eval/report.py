@@ -87,10 +87,14 @@ def evaluate(records: Sequence[Record], model: CalibratedModel | None, split_see
         out["guarantee"] = heldout_metrics(model, held)["risk"]
         pol, alpha = model.policy(None, 3)
         o = decide(rp, pol.answer_threshold, pol.abstain_threshold, 3)
+        # tokens the early-exit cascade spends (stages up to where it stopped) vs all stages
+        tok = np.array([[r.tokens[k] if r.ran[k] else 0 for k in range(N_STAGES)] for r in held])
+        spent = np.array([row[: st + 1].sum() for row, st in zip(tok, o.stage, strict=True)])
         out["default_policy"] = {
             "alpha": alpha, "threshold": pol.answer_threshold, "coverage": float(o.answered.mean()),
             "realised_risk": o.risk(y),
             "stage_mix": {str(k): float((o.stage == k).mean()) for k in range(N_STAGES)},
+            "mean_tokens": float(spent.mean()), "mean_tokens_all_stages": float(tok.sum(1).mean()),
         }
     return out
 

@@ -35,6 +35,12 @@ def test_evaluate_and_report(tmp_path: Path) -> None:
     assert s["n"] == 180 and 0 <= s["ece"] < 0.2 and s["auroc"]["fused"]["auroc"] > 0.7
     assert s["auroc"]["token_entropy"]["auroc"] > 0.6 and 0 < s["single_cluster_rate"] < 0.5
     assert set(s["selective"]["fused"]["accuracy_at_coverage"]) == {"0.25", "0.5", "0.75", "1"}
+    pol = s["default_policy"]
+    assert sum(pol["stage_mix"].values()) == pytest.approx(1.0)
+    # early exit: the cascade spends at most what running every stage costs
+    assert 0 < pol["mean_tokens"] <= pol["mean_tokens_all_stages"]
+    if pol["stage_mix"]["3"] < 1.0:
+        assert pol["mean_tokens"] < pol["mean_tokens_all_stages"]
     page = write_report(s, recs, model, tmp_path, 2, 0.3)
     assert "AUROC per signal" in page.read_text()
     for png in ("risk_coverage", "roc", "reliability", "stage_mix"):
