@@ -2,11 +2,11 @@
 # Resume the full-cascade ladder collection (default sampling temperature 0.4).
 # Run under: flock /tmp/candor-engine.lock
 set -u
-cd /work/main
+cd "$(dirname "$0")/../../.."  # the repository root
 PORT=8432
 CANDOR_PORT=$PORT CANDOR_MAX_TOKENS_LIMIT=128 CANDOR_SAMPLE_MAX_TOKENS=16 \
   CANDOR_MAX_BUDGET_MS=3600000 CANDOR_MAX_INFLIGHT=64 \
-  .venv/bin/candor serve > runs/cascade-server2.log 2>&1 &
+  .venv/bin/candor serve > "${TMPDIR:-/tmp}/candor-cascade-server.log" 2>&1 &
 SPID=$!
 trap 'kill $SPID; wait $SPID' EXIT
 until curl -sf localhost:$PORT/readyz >/dev/null; do sleep 2; kill -0 $SPID || exit 1; done
