@@ -27,7 +27,7 @@ _STATUS_TYPES = {
 # OpenAPI entry for every /v1 route: the auth middleware answers 401 before any router.
 UNAUTHORIZED: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorResponse,
-          "description": "Missing or wrong API key (only when CANDOR_API_KEY is set)"},
+          "description": "Missing or wrong API key (only when CANDOR_API_KEYS is set)"},
 }
 
 

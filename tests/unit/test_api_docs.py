@@ -60,7 +60,7 @@ def test_render_handles_every_type_shape() -> None:
 
 
 def test_every_v1_route_documents_401(openapi: dict[str, object]) -> None:
-    """The auth middleware guards all of /v1 when CANDOR_API_KEY is set; the schema says so."""
+    """The auth middleware guards all of /v1 when CANDOR_API_KEYS is set; the schema says so."""
     paths = openapi["paths"]
     assert isinstance(paths, dict)
     missing = [f"{m.upper()} {p}" for p, ops in paths.items() if p.startswith("/v1/")
