@@ -5,19 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import StateDep
-from service.api.errors import UNAUTHORIZED
+from service.api.errors import documented_errors
 from service.schemas import (
     AnswerRequest,
     AnswerResponse,
-    ErrorResponse,
     ScoreRequest,
     ScoreResponse,
 )
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    **UNAUTHORIZED,
-    **{code: {"model": ErrorResponse} for code in (400, 413, 422, 429, 500, 503, 504)},
-}
+ERRORS = documented_errors(400, 413, 422, 429, 500, 503, 504)
 
 router = APIRouter(prefix="/v1", tags=["answer"], responses=ERRORS)
 

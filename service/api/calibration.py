@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.api.deps import StateDep
-from service.api.errors import UNAUTHORIZED
+from service.api.errors import documented_errors
 
-router = APIRouter(prefix="/v1", tags=["calibration"], responses=UNAUTHORIZED)
+router = APIRouter(prefix="/v1", tags=["calibration"], responses=documented_errors())
 
 
 @router.get("/calibration")

@@ -24,11 +24,15 @@ _STATUS_TYPES = {
     422: "invalid_request_error", 429: "overloaded_error", 503: "engine_unavailable",
 }
 
-# OpenAPI entry for every /v1 route: the auth middleware answers 401 before any router.
-UNAUTHORIZED: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorResponse,
-          "description": "Missing or wrong API key (only when CANDOR_API_KEYS is set)"},
-}
+def documented_errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` for a /v1 route: ``codes`` in the one error shape, plus 401
+    (the auth middleware answers it before any router when CANDOR_API_KEYS is set)."""
+    out: dict[int | str, dict[str, object]] = {
+        401: {"model": ErrorResponse,
+              "description": "Missing or wrong API key (only when CANDOR_API_KEYS is set)"},
+    }
+    out.update({code: {"model": ErrorResponse} for code in codes})
+    return out
 
 
 def error_response(status: int, type_: str, message: str, param: str | None = None,

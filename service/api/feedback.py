@@ -9,14 +9,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import StateDep
-from service.api.errors import UNAUTHORIZED
+from service.api.errors import documented_errors
 from service.errors import NotFound
-from service.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
+from service.schemas import FeedbackRequest, FeedbackResponse
 
 router = APIRouter(
     prefix="/v1", tags=["feedback"],
-    responses={**UNAUTHORIZED,
-               **{code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 504)}},
+    responses=documented_errors(400, 404, 413, 422, 504),
 )
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import StateDep
-from service.api.errors import UNAUTHORIZED
+from service.api.errors import documented_errors
 from service.errors import EngineUnavailable
 from service.schemas import ModelCard, ModelList
 
@@ -28,7 +28,7 @@ async def readyz(state: StateDep) -> dict[str, str]:
     return {"status": "ready", "model": state.settings.model_name}
 
 
-@router.get("/v1/models", response_model=ModelList, responses=UNAUTHORIZED)
+@router.get("/v1/models", response_model=ModelList, responses=documented_errors())
 async def models(state: StateDep) -> ModelList:
     return ModelList(data=[ModelCard(id=state.settings.model_name)])
 

@@ -78,8 +78,8 @@ class VllmLocalEngine:
         text = self._tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         return tuple(self._tok.encode(text, add_special_tokens=False))
 
-    def _prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
-        return list(self._encode(tuple((m.role, m.content) for m in messages)))
+    def _prompt_ids(self, messages: list[ChatMessage]) -> tuple[int, ...]:
+        return self._encode(tuple((m.role, m.content) for m in messages))
 
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
         return len(self._prompt_ids(messages))
@@ -102,7 +102,8 @@ class VllmLocalEngine:
         )
         final = None
         try:
-            async for out in self._llm.generate({"prompt_token_ids": ids}, sp, request_id):
+            async for out in self._llm.generate({"prompt_token_ids": list(ids)}, sp,
+                                                 request_id):
                 final = out
         except EngineDeadError as exc:
             raise EngineUnavailable("the inference engine has stopped; retry later") from exc

@@ -88,7 +88,7 @@ def evaluate(records: Sequence[Record], model: CalibratedModel | None, split_see
         pol, alpha = model.policy(None, 3)
         o = decide(rp, pol.answer_threshold, pol.abstain_threshold, 3)
         # tokens the early-exit cascade spends (stages up to where it stopped) vs all stages
-        tok = np.array([[r.tokens[k] if r.ran[k] else 0 for k in range(N_STAGES)] for r in held])
+        tok = np.array([r.tokens for r in held])  # 0 where a stage did not run
         spent = np.array([row[: st + 1].sum() for row, st in zip(tok, o.stage, strict=True)])
         out["default_policy"] = {
             "alpha": alpha, "threshold": pol.answer_threshold, "coverage": float(o.answered.mean()),

@@ -124,6 +124,7 @@ def test_deadline_mid_cascade_returns_stage_0_marked(api: httpx.Client) -> None:
         "vllm_num_requests_running_right_after_abort": stale,
         "vllm_num_requests_running_after_next_step": running}))
 
+
 async def _load(url: str, total: int, concurrency: int) -> tuple[Counter[int], list[float], int]:
     body = {"question": "Say yes.", "max_tokens": 1, "policy": {"max_stage": 0}}
     codes: Counter[int] = Counter()
