@@ -1,5 +1,6 @@
 #!/bin/bash
-# Resume the full-cascade ladder collection (default sampling temperature 0.4).
+# Full-cascade collections for docs/results.md at the default sampling temperature (0.4):
+# the ladder (n=96, stages 0-3) and TruthfulQA (n=24, stages 0-2).
 # Run under: flock /tmp/candor-engine.lock
 set -u
 cd "$(dirname "$0")/../../.."  # the repository root
@@ -15,3 +16,6 @@ echo "ready $(date +%T)"
 .venv/bin/candor calibrate --collect-only --server $U --no-progress --dataset ladder --n 96 \
   --max-stage 3 --max-tokens 16 --concurrency 36 2>&1 | grep -v httpx
 echo "ladder96 $(date +%T)"
+.venv/bin/candor calibrate --collect-only --server $U --no-progress --dataset truthfulqa --n 24 \
+  --max-stage 2 --max-tokens 24 --concurrency 12 2>&1 | grep -v httpx
+echo "tqa24 $(date +%T)"
