@@ -30,9 +30,9 @@ from tqdm import tqdm  # noqa: E402
 
 from benchmarks._common import serve_in_process, start_engine  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.eval.grading import grade_numeric  # noqa: E402
-from service.eval.ladder import arithmetic_ladder  # noqa: E402
-from service.eval.metrics import aurc  # noqa: E402
+from service.labelled.grading import grade_numeric  # noqa: E402
+from service.labelled.ladder import arithmetic_ladder  # noqa: E402
+from service.labelled.metrics import aurc  # noqa: E402
 from service.signals.embedder import Embedder  # noqa: E402
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm  # noqa: E402
 from benchmarks._common import start_engine  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.engine.protocol import ChatMessage, GenParams  # noqa: E402
-from service.eval.ladder import arithmetic_ladder  # noqa: E402
+from service.labelled.ladder import arithmetic_ladder  # noqa: E402
 from service.signals.consistency import consistency_stats  # noqa: E402
 from service.signals.normalize import final_number  # noqa: E402
 

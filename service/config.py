@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.cascade.stages import MAX_STAGE
+
 EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct"
 
 
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
         default=0.4, gt=0, le=2.0, description="Chosen from data: docs/signals.md."
     )
     sample_max_tokens: int = Field(default=64, ge=1)
-    max_stage: int = Field(default=3, ge=0, le=3)
+    max_stage: int = Field(default=MAX_STAGE, ge=0, le=MAX_STAGE)
     # Uncalibrated thresholds (used until a calibration artifact is loaded).
     answer_threshold: float = Field(default=0.80, ge=0, le=1)
     abstain_threshold: float = Field(default=0.20, ge=0, le=1)
@@ -62,6 +64,11 @@ class Settings(BaseSettings):
 
     # --- calibration --------------------------------------------------------------------
     calibration: Path | None = Field(default=None, description="Calibration artifact (JSON).")
+    audit_rate: float = Field(
+        default=0.0, ge=0, le=1,
+        description="Share of all decisions drawn uniformly into the audit sample "
+        "(`audit: true`): their feedback is the unbiased label set (e.g. 0.02).",
+    )
 
     # --- reliability and security -------------------------------------------------------
     max_inflight: int = Field(default=32, ge=1)

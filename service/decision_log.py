@@ -31,22 +31,29 @@ from service.errors import DeadlineExceeded
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
-    id TEXT PRIMARY KEY, ts REAL NOT NULL, endpoint TEXT, model TEXT,
-    calibration_id TEXT, calibrated INTEGER, decision TEXT, reason TEXT,
-    confidence REAL, stage_reached INTEGER, signals TEXT, stages TEXT,
-    completion_tokens INTEGER, question TEXT, answer TEXT,
-    label INTEGER, label_ts REAL
-);
-CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts);
-"""
+# Every column of a decision row, in order, with its SQLite type (one list: the schema,
+# the insert, and the migration of an older file are all derived from it).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "TEXT PRIMARY KEY"), ("ts", "REAL NOT NULL"), ("endpoint", "TEXT"), ("model", "TEXT"),
+    ("calibration_id", "TEXT"), ("calibrated", "INTEGER"), ("decision", "TEXT"),
+    ("reason", "TEXT"), ("confidence", "REAL"), ("stage_reached", "INTEGER"),
+    ("signals", "TEXT"), ("stages", "TEXT"), ("completion_tokens", "INTEGER"),
+    ("question", "TEXT"), ("answer", "TEXT"),
+    # the promise and the audit sample (docs/calibration.md, "Audit sampling")
+    ("profile", "TEXT"), ("target_risk", "REAL"), ("audit", "INTEGER"), ("audit_rate", "REAL"),
+    ("serving", "TEXT"),  # JSON: the serving settings of this decision (calibration/pinning.py)
+    ("label", "INTEGER"), ("label_ts", "REAL"),
+)
+LABEL_COLUMNS = ("label", "label_ts")
+_ROW = tuple(name for name, _ in COLUMNS if name not in LABEL_COLUMNS)
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS decisions ("
+    + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ");\n"
+    "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts);\n"
+)
 _INSERT = (
-    "INSERT OR REPLACE INTO decisions (id, ts, endpoint, model, calibration_id, calibrated,"
-    " decision, reason, confidence, stage_reached, signals, stages, completion_tokens,"
-    " question, answer) VALUES (:id, :ts, :endpoint, :model, :calibration_id, :calibrated,"
-    " :decision, :reason, :confidence, :stage_reached, :signals, :stages,"
-    " :completion_tokens, :question, :answer)"
+    f"INSERT OR REPLACE INTO decisions ({', '.join(_ROW)}) "
+    f"VALUES ({', '.join(':' + n for n in _ROW)})"
 )
 _BATCH = 512
 _PRUNE_EVERY_S = 3600.0
@@ -59,6 +66,10 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.executescript(SCHEMA)
+    have = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
+    for name, typ in COLUMNS:  # a log written by an older Candor gains the new columns
+        if name not in have:
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} {typ.split()[0]}")
     conn.commit()
     return conn
 
@@ -82,7 +93,7 @@ class DecisionLog:
 
     # -- request side (event loop) -----------------------------------------------------------
     def record(self, resp: schemas.AnswerResponse, req: schemas.AnswerRequest,
-               endpoint: str) -> None:
+               endpoint: str, serving: str | None = None) -> None:
         """Queue one decision; never blocks (a full queue drops the row and counts it)."""
         row = {
             "id": resp.id, "ts": time.time(), "endpoint": endpoint, "model": resp.model,
@@ -94,6 +105,8 @@ class DecisionLog:
             "completion_tokens": resp.usage.completion_tokens,
             "question": req.question if self.log_text else None,
             "answer": resp.answer if self.log_text else None,
+            "profile": resp.calibration.profile, "target_risk": resp.calibration.target_risk,
+            "audit": int(resp.audit), "audit_rate": resp.audit_rate, "serving": serving,
         }
         try:
             self._q.put_nowait(("decision", row))
@@ -101,9 +114,11 @@ class DecisionLog:
             self.dropped += 1
             log.warning("decision log queue full; dropped %s (%d so far)", resp.id, self.dropped)
 
-    async def feedback(self, answer_id: str, correct: bool, timeout_s: float = 30.0) -> bool:
-        """Label a logged decision; True once committed, False when the id is unknown."""
-        fut: concurrent.futures.Future[bool] = concurrent.futures.Future()
+    async def feedback(self, answer_id: str, correct: bool,
+                       timeout_s: float = 30.0) -> bool | None:
+        """Label a logged decision once committed: whether it was audited (True/False), or
+        None when the id is unknown."""
+        fut: concurrent.futures.Future[bool | None] = concurrent.futures.Future()
         await asyncio.to_thread(self._q.put, ("feedback", (answer_id, correct, fut)))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
@@ -136,7 +151,7 @@ class DecisionLog:
     def _write(self, batch: list[tuple[str, Any]]) -> None:
         if not batch:
             return
-        results: list[tuple[concurrent.futures.Future[bool], bool]] = []
+        results: list[tuple[concurrent.futures.Future[bool | None], bool | None]] = []
         try:
             with self._conn:  # one transaction for the batch, committed before any ack
                 for kind, item in batch:
@@ -149,7 +164,12 @@ class DecisionLog:
                             "UPDATE decisions SET label = ?, label_ts = ? WHERE id = ?",
                             (int(correct), time.time(), answer_id),
                         )
-                        results.append((fut, cur.rowcount > 0))
+                        audited = None
+                        if cur.rowcount > 0:
+                            row = self._conn.execute("SELECT audit FROM decisions WHERE id = ?",
+                                                     (answer_id,)).fetchone()
+                            audited = bool(row[0]) if row else False
+                        results.append((fut, audited))
         except sqlite3.Error as exc:
             log.error("decision log write failed: %s", exc)
             for kind, item in batch:
@@ -177,7 +197,8 @@ class DecisionLog:
             self._conn.close()
 
 
-def _settle(fut: concurrent.futures.Future[bool], outcome: bool | BaseException) -> None:
+def _settle(fut: concurrent.futures.Future[bool | None],
+            outcome: bool | None | BaseException) -> None:
     """Resolve a feedback future unless its waiter gave up (cancelled) already."""
     try:
         if isinstance(outcome, BaseException):
@@ -195,7 +216,10 @@ def labelled_entries(path: Path | str) -> list[dict[str, Any]]:
     ``reason``, ``confidence``, ``stage_reached``, ``signals`` (the response's raw signal
     values, e.g. ``mean_nll``, ``consistency``), ``stages`` (per-stage reports: ``name``,
     ``stage``, ``confidence``, ``ms``, ``tokens``, ``informative``), ``correct`` (the
-    feedback label, bool), and ``question``/``answer`` (None unless ``CANDOR_LOG_TEXT``).
+    feedback label, bool), ``audit`` (bool: the decision was in the uniform audit sample, so
+    its label is unbiased), ``audit_rate``, ``target_risk``, ``profile``, ``serving`` (the
+    serving settings' fingerprint), and ``question``/``answer`` (None unless
+    ``CANDOR_LOG_TEXT``).
     """
     conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30.0)
     conn.row_factory = sqlite3.Row
@@ -211,5 +235,6 @@ def labelled_entries(path: Path | str) -> list[dict[str, Any]]:
         d["signals"] = json.loads(d["signals"] or "{}")
         d["stages"] = json.loads(d["stages"] or "[]")
         d["correct"] = bool(d.pop("label"))
+        d["audit"] = bool(d.get("audit"))
         out.append(d)
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service import schemas
+from service.cascade.stages import STAGE_KEYS, STAGE_NAMES
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 CONFIDENCE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -25,12 +26,14 @@ ENDPOINTS = frozenset(
 )
 DECISIONS = ("answer", "abstain")
 ABSTAIN_REASONS = ("low_confidence", "hopeless", "empty_answer", "deadline")
-STAGES = ("0", "1", "2", "3")
-STAGE_NAMES = ("token", "consistency", "semantic", "judge")
+STAGES = STAGE_KEYS
 # Statuses the API documents (service/api/answer.py), pre-created so 5xx ratios exist at 0,
 # and 499 (nginx's "client closed request"): the caller went away and its work was cancelled.
 ERROR_STATUSES = ("400", "401", "404", "413", "422", "429", "499", "500", "503", "504")
 OTHER = "other"
+# Why a decision carried no promise (CalibrationRef.reason starts with one of these words).
+NO_PROMISE = ("uncalibrated", "unsupported", "no_guarantee", "thresholds", "run_all",
+              "settings")
 
 
 def _bounded(value: str, known: frozenset[str] | tuple[str, ...]) -> str:
@@ -89,6 +92,17 @@ class Metrics:
             "candor_calibration_info", "The active calibration artifact (value 1).",
             ["id", "target_risk"], registry=r,
         )
+        self.audited = Counter(
+            "candor_audited", "Decisions drawn into the uniform audit sample.", registry=r
+        )
+        self.no_promise = Counter(
+            "candor_no_promise", "Decisions that carried no calibrated promise, by why.",
+            ["why"], registry=r,
+        )
+        self.feedback = Counter(
+            "candor_feedback", "Labels received; audited=true labels are the unbiased sample.",
+            ["audited"], registry=r,
+        )
         self._precreate()
 
     def _precreate(self) -> None:
@@ -104,6 +118,10 @@ class Metrics:
             self.tokens.labels(stage=name)
         for status in ERROR_STATUSES:
             self.errors.labels(status=status)
+        for audited in ("true", "false"):
+            self.feedback.labels(audited=audited)
+        for why in NO_PROMISE:
+            self.no_promise.labels(why=why)
 
     def set_calibration(self, cal_id: str | None, target_risk: float | None) -> None:
         """Publish the active artifact; the previous one's series is dropped (one info row)."""
@@ -129,6 +147,14 @@ class Metrics:
         self.tokens_per_request.observe(resp.usage.completion_tokens)
         if resp.signals.homogeneous:
             self.homogeneous.inc()
+        if resp.audit:
+            self.audited.inc()
+        if resp.calibration.target_risk is None:
+            why = (resp.calibration.reason or "uncalibrated").split(":", 1)[0]
+            self.no_promise.labels(why=_bounded(why, NO_PROMISE)).inc()
+
+    def observe_feedback(self, audited: bool) -> None:
+        self.feedback.labels(audited="true" if audited else "false").inc()
 
     def observe_score(self, seconds: float) -> None:
         """Count one /v1/score call (no decision, so not in ``candor_requests``)."""

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from service.cascade.stages import MAX_STAGE
+
 Task = Literal["auto", "factual", "math", "open"]
 Decision = Literal["answer", "abstain"]
 
@@ -15,7 +17,8 @@ class _Strict(BaseModel):
 
 
 class PolicyIn(_Strict):
-    max_stage: int | None = Field(default=None, ge=0, le=3, description="Highest stage to run.")
+    max_stage: int | None = Field(default=None, ge=0, le=MAX_STAGE,
+                                 description="Highest stage to run.")
     target_risk: float | None = Field(
         default=None, gt=0, lt=1, description="Wanted error rate among answered questions."
     )
@@ -31,7 +34,13 @@ class PolicyIn(_Strict):
     run_all: bool = Field(
         default=False,
         description="Run every stage up to max_stage, no early exit (calibration, analysis); "
-        "the decision is still taken on the final confidence.",
+        "the decision is taken on the final confidence, so no calibrated promise applies.",
+    )
+    audit_rate: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Override CANDOR_AUDIT_RATE for this request: the chance that it joins the "
+        "uniform audit sample. Keep it independent of the question (e.g. per tenant), or the "
+        "audited labels stop being an unbiased sample.",
     )
 
     @model_validator(mode="after")
@@ -104,9 +113,13 @@ class TokenLogprob(BaseModel):
 class CalibrationRef(BaseModel):
     calibrated: bool
     id: str | None = None
-    target_risk: float | None = None
+    profile: str | None = Field(default=None, description="Calibration profile that decided.")
+    target_risk: float | None = Field(
+        default=None, description="The risk promised for this answer; null: no promise applies.")
     delta: float | None = None
     threshold: float | None = None
+    reason: str | None = Field(
+        default=None, description="Why no promise applies (null when target_risk is set).")
 
 
 class Usage(BaseModel):
@@ -133,6 +146,10 @@ class AnswerResponse(BaseModel):
     stages: list[StageReport]
     skipped: list[str] = Field(default_factory=list)
     calibration: CalibrationRef
+    audit: bool = Field(
+        default=False, description="In the uniform audit sample: route it to a reviewer; its "
+        "feedback is the unbiased label that recalibration and monitoring use.")
+    audit_rate: float = Field(default=0.0, description="The audit rate this request was drawn at.")
     samples: list[Sample] | None = None
     logprobs: list[TokenLogprob] | None = None
     usage: Usage
@@ -169,6 +186,9 @@ class FeedbackRequest(_Strict):
 class FeedbackResponse(BaseModel):
     id: str
     stored: bool
+    audited: bool = Field(
+        description="The decision was in the audit sample: this label is unbiased and counts "
+        "for recalibration and monitoring; other labels are stored and reported apart.")
 
 
 class ModelCard(BaseModel):

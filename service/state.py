@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 
 from service import schemas
+from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.cascade.policy import ConfidenceModel, UncalibratedModel
 from service.cascade.providers import Providers
 from service.cascade.runner import Cascade
@@ -16,10 +19,35 @@ from service.cascade.stages import Stage, default_stages
 from service.config import Settings
 from service.decision_log import DecisionLog
 from service.engine.protocol import EngineClient
-from service.errors import BadRequest, EngineUnavailable, Overloaded
+from service.errors import BadRequest, CalibrationError, EngineUnavailable, Overloaded
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+def check_pinned(settings: Settings, model: ConfidenceModel) -> Settings:
+    """Refuse an artifact whose pinned serving settings differ from these (naming each);
+    requests without ``max_tokens`` get the calibrated one unless it was set explicitly."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return settings
+    pinned = spec.settings
+    refuse, warn = compare(pinned, serving_settings(settings), check_template=False)
+    if refuse:
+        raise CalibrationError(
+            f"calibration artifact {model.id} was fitted under other serving settings; "
+            f"{'; '.join(refuse)}. Serve with the calibrated settings or recalibrate")
+    for line in warn:
+        log.warning("calibration %s: %s", model.id, line)
+    if "default_max_tokens" not in settings.model_fields_set:
+        limit = max(settings.max_tokens_limit, pinned.answer_max_tokens)
+        return settings.model_copy(update={"default_max_tokens": pinned.answer_max_tokens,
+                                           "max_tokens_limit": limit})
+    if settings.default_max_tokens != pinned.answer_max_tokens:
+        log.warning("calibration %s: CANDOR_DEFAULT_MAX_TOKENS=%d differs from the calibrated "
+                    "%d: requests without max_tokens carry no promise", model.id,
+                    settings.default_max_tokens, pinned.answer_max_tokens)
+    return settings
 
 
 @dataclass
@@ -35,6 +63,7 @@ class CandorState:
     inflight: int = 0
     cascade: Cascade | None = None
     decision_log: DecisionLog | None = None
+    _serving_base: dict[str, object] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -43,19 +72,47 @@ class CandorState:
         if model is None and settings.calibration is not None:  # a bad artifact fails here
             from service.calibration.artifact import load_artifact
 
-            model = load_artifact(settings.calibration, expected_model=settings.model_name)
+            model = load_artifact(settings.calibration, expected_model=settings.model_name,
+                                  fallback=(settings.answer_threshold,
+                                            settings.abstain_threshold))
+            settings = check_pinned(settings, model)
         model = model or UncalibratedModel(settings.answer_threshold, settings.abstain_threshold)
         metrics = metrics or Metrics()
         metrics.set_calibration(model.id, getattr(model, "default_target_risk", None))
         return cls(settings=settings, metrics=metrics, model=model,
                    stages=default_stages(settings.cluster_similarity))
 
+    def serving(self) -> ServingSettings:
+        """The serving settings the signals depend on (pinned by calibration artifacts)."""
+        return serving_settings(self.settings, getattr(self.engine, "chat_template_hash", None))
+
+    def serving_json(self, req: schemas.AnswerRequest, cascade: Cascade) -> str:
+        """One decision's serving settings, as logged (``--from-log`` pins its artifact to
+        them); a system prompt is kept only as a hash unless ``log_text`` is set."""
+        if self._serving_base is None:
+            self._serving_base = self.serving().model_dump()
+        system = req.system
+        if system and not self.settings.log_text:
+            system = "sha256:" + hashlib.sha256(system.encode()).hexdigest()[:16]
+        return json.dumps({**self._serving_base, "system_prompt": system or None,
+                           "answer_max_tokens": req.max_tokens or cascade.default_max_tokens})
+
     # -- lifecycle ---------------------------------------------------------------------------
     def attach(self, engine: EngineClient, embedder: object | None = None,
                nli: object | None = None) -> None:
         """Wire a loaded engine (and optional embedder/NLI) into a ready cascade."""
         s = self.settings
+        spec = getattr(self.model, "spec", None)
+        if spec is not None:  # the chat template is known only once the engine is up
+            refuse, warn = compare(spec.settings, serving_settings(
+                s, getattr(engine, "chat_template_hash", None)))
+            for line in warn:
+                log.warning("calibration %s: %s", self.model.id, line)
+            if refuse:
+                raise CalibrationError(f"calibration artifact {self.model.id} does not match "
+                                       f"the engine: {'; '.join(refuse)}")
         self.engine, self.embedder, self.nli = engine, embedder, nli
+        self._serving_base = None
         providers = Providers(
             engine=engine, top_logprobs=s.top_logprobs, samples_n=s.samples_n,
             sample_temperature=s.sample_temperature, sample_max_tokens=s.sample_max_tokens,
@@ -66,7 +123,7 @@ class CandorState:
             stages=self.stages, providers=providers, model=self.model,
             default_max_stage=s.max_stage, default_max_tokens=s.default_max_tokens,
             max_tokens_limit=s.max_tokens_limit, max_budget_ms=s.max_budget_ms,
-            model_name=s.model_name,
+            model_name=s.model_name, audit_rate=s.audit_rate,
         )
 
     async def ready(self) -> bool:
@@ -97,7 +154,7 @@ class CandorState:
             self.metrics.inflight.set(self.inflight)
         self.metrics.observe_answer(endpoint, resp, time.perf_counter() - t0)
         if self.decision_log is not None:  # queued; the writer thread does the I/O
-            self.decision_log.record(resp, req, endpoint)
+            self.decision_log.record(resp, req, endpoint, self.serving_json(req, cascade))
         return resp
 
     async def score(self, req: schemas.ScoreRequest) -> schemas.ScoreResponse:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.engine.protocol import ChatMessage, Completion, Generation, GenParams, TokenInfo
+from service.engine.protocol import (
+    ChatMessage,
+    Completion,
+    Generation,
+    GenParams,
+    TextDelta,
+    TokenInfo,
+)
 
 
 @dataclass
@@ -40,8 +48,33 @@ class FakeEngine:
                 return script
         return self.default
 
-    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+    chat_template_hash: str | None = "fake-template"
+
+    def _count(self, messages: list[ChatMessage]) -> int:
         return sum(len(m.content.split()) for m in messages) + 5
+
+    async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+        return self._count(messages)
+
+    async def stream(
+        self, messages: list[ChatMessage], params: GenParams, request_id: str
+    ) -> AsyncIterator[TextDelta]:
+        """The greedy answer word by word (``delay_s`` between words); the last delta is final."""
+        self.calls.append((request_id, params))
+        self.active.add(request_id)
+        try:
+            gen = await self.generate(messages, params, request_id + "-inner")
+            comp = gen.completions[0]
+            words = comp.text.split(" ")
+            for i, w in enumerate(words):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                last = i == len(words) - 1
+                yield TextDelta(w if i == 0 else " " + w,
+                                comp.tokens[i:i + 1] if comp.tokens else (),
+                                comp if last else None, gen.prompt_tokens)
+        finally:
+            self.active.discard(request_id)
 
     async def generate(
         self, messages: list[ChatMessage], params: GenParams, request_id: str
@@ -71,7 +104,7 @@ class FakeEngine:
             else:
                 texts = script.samples or [script.greedy] * params.n
                 comps = tuple(Completion(t, (), len(t.split())) for t in texts[: params.n])
-            return Generation(comps, self.count_prompt_tokens(messages),
+            return Generation(comps, self._count(messages),
                               sum(c.n_tokens for c in comps))
         finally:
             self.active.discard(request_id)

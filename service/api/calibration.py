@@ -16,12 +16,13 @@ router = APIRouter(prefix="/v1", tags=["calibration"], responses=documented_erro
 async def calibration(state: StateDep) -> dict[str, Any]:
     """What the server promises: the artifact's id, delta and supported target risks."""
     describe = getattr(state.model, "describe", None)
+    serving = state.serving().model_dump()
     if state.model.calibrated and callable(describe):
         out: dict[str, Any] = describe()
-        return out
+        return {**out, "serving": serving}
     s = state.settings
     return {
-        "calibrated": False, "id": None,
+        "calibrated": False, "id": None, "serving": serving,
         "message": "no calibration artifact loaded (set CANDOR_CALIBRATION to one written by "
                    "`candor calibrate`); confidences are uncalibrated scores and carry no "
                    "risk guarantee",

@@ -4,6 +4,8 @@
 with a message naming the problem (unreadable file, corrupt JSON, missing or
 malformed fields, wrong format version, fitted for another model): a server
 started with a bad artifact fails at startup instead of serving a silent default.
+The serving settings the scores depend on are checked against the server's by
+``service.calibration.pinning.compare`` (``CandorState.build``).
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from service.calibration.fit import StageMap
-from service.cascade.policy import Policy
+from service.calibration.maps import StageMap
+from service.calibration.pinning import ServingSettings, request_mismatch
+from service.cascade.policy import Policy, PolicyChoice
+from service.cascade.stages import MAX_STAGE, N_STAGES, STAGE_KEYS
 from service.errors import BadRequest, CalibrationError
 
 FORMAT = "candor-calibration"
-VERSION = 1
+VERSION = 2
 MAX_CONFIDENCE = 0.999
+Labels = Literal["dataset", "audit", "self-selected"]
 
 
 class ThresholdEntry(BaseModel):
@@ -33,45 +38,70 @@ class ThresholdEntry(BaseModel):
 
 
 class ArtifactSpec(BaseModel):
-    """The artifact's JSON schema (``version`` 1)."""
+    """The artifact's JSON schema (``version`` 2: serving settings and split keys pinned)."""
 
     model_config = ConfigDict(extra="ignore")
     format: Literal["candor-calibration"]
-    version: Literal[1]
+    version: Literal[2]
     id: str = Field(min_length=1)
     created: str
     model: str = Field(min_length=1)
+    profile: str = Field(default="default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    tasks: list[str] = Field(default_factory=list, description="tasks this profile covers")
     dataset: str
     n: int = Field(ge=1)
     split_seed: int
     splits: dict[str, int]
+    split_keys: dict[Literal["fit", "test", "heldout"], list[str]] = Field(
+        default_factory=dict, description="item keys of each split (eval never re-splits)")
+    settings: ServingSettings
+    labels: Labels = "dataset"
+    guarantee: bool = Field(default=True, description="false: maps only, no promise")
     delta: float = Field(gt=0, lt=1)
-    default_alpha: float = Field(gt=0, lt=1)
+    default_alpha: float = Field(gt=0, lt=1, description="fixed before fitting")
+    default_supported: bool = True
     abstain_threshold: float = Field(ge=0, le=1)
-    max_stage: int = Field(default=3, ge=0, le=3, description="highest stage in the data")
-    maps: list[StageMap | None] = Field(min_length=4, max_length=4)  # validated as JSON
-    thresholds: dict[Literal["0", "1", "2", "3"], list[ThresholdEntry]]
+    max_stage: int = Field(default=MAX_STAGE, ge=0, le=MAX_STAGE,
+                           description="highest stage in the data")
+    maps: list[StageMap | None] = Field(min_length=N_STAGES, max_length=N_STAGES)
+    thresholds: dict[str, list[ThresholdEntry]]
+    feasibility: dict[str, Any] = Field(default_factory=dict)
     heldout: dict[str, Any] = Field(default_factory=dict)
     collect: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("thresholds")
+    @classmethod
+    def _stage_keys(cls, v: dict[str, list[ThresholdEntry]]) -> dict[str, list[ThresholdEntry]]:
+        bad = sorted(set(v) - set(STAGE_KEYS))
+        if bad:
+            raise ValueError(f"stage keys must be among {STAGE_KEYS}, got {bad}")
+        return v
+
 
 class CalibratedModel:
-    """Per-stage maps + a Learn-then-Test threshold table (see ``thresholds.py``)."""
+    """Per-stage maps + a Learn-then-Test threshold table (see ``thresholds.py``).
+
+    ``fallback`` (answer, abstain) thresholds serve an artifact without a guarantee
+    (maps fitted on self-selected labels): its confidences are calibrated, nothing is
+    promised.
+    """
 
     calibrated = True
 
-    def __init__(self, spec: ArtifactSpec) -> None:
+    def __init__(self, spec: ArtifactSpec, fallback: tuple[float, float] = (0.8, 0.2)) -> None:
         self.spec = spec
         self.id: str | None = spec.id
-        self.delta: float | None = spec.delta
+        self.profile: str | None = spec.profile
+        self.delta: float | None = spec.delta if spec.guarantee else None
         self.maps = list(spec.maps)
+        self.fallback = fallback
         if self.maps[0] is None:
             raise CalibrationError("calibration artifact has no stage-0 map", param="maps")
-        self.default_target_risk = spec.default_alpha
+        self.default_target_risk = spec.default_alpha if spec.guarantee else None
 
     def confidence(self, stage: int, features: Mapping[str, float]) -> float:
         """The nearest fitted map at or below ``stage`` (a stage without data inherits)."""
-        for k in range(min(stage, 3), -1, -1):
+        for k in range(min(stage, MAX_STAGE), -1, -1):
             m = self.maps[k]
             if m is not None:  # a finite sample never justifies certainty: cap below 1
                 return min(MAX_CONFIDENCE, max(0.0, m(features)))
@@ -83,46 +113,71 @@ class CalibratedModel:
         Stages above the data's ``max_stage`` have no map: they inherit the last fitted
         stage's confidence, so the policy of the highest fitted stage applies unchanged.
         """
-        key = str(min(max_stage, self.spec.max_stage))
-        rows = self.spec.thresholds.get(key, [])  # type: ignore[call-overload]
+        if not self.spec.guarantee:
+            return []
+        rows = self.spec.thresholds.get(str(min(max_stage, self.spec.max_stage)), [])
         return sorted((e for e in rows if e.threshold is not None), key=lambda e: e.alpha)
 
-    def policy(self, target_risk: float | None, max_stage: int) -> tuple[Policy, float | None]:
+    def policy(self, target_risk: float | None, max_stage: int) -> PolicyChoice:
+        if not self.spec.guarantee:
+            hi, lo = self.fallback
+            return PolicyChoice(Policy(hi, min(lo, hi), max_stage), None,
+                                f"no_guarantee: calibration {self.id} was fitted on "
+                                f"{self.spec.labels} labels, not a uniform audit sample; its "
+                                "confidences are calibrated maps and no error rate is promised")
         rows = self.supported(max_stage)
-        want = self.default_target_risk if target_risk is None else target_risk
+        want = self.spec.default_alpha if target_risk is None else target_risk
         ok = [e for e in rows if e.alpha <= want + 1e-12]
         if not ok:
+            listed = ", ".join(f"{e.alpha:g}" for e in rows) or "none"
             if target_risk is None:  # nothing is promised at the default: answer nothing
-                return Policy(1.0, 1.0, max_stage), None
-            lowest = f"{rows[0].alpha:g}" if rows else "none"
+                return PolicyChoice(Policy(1.0, 1.0, max_stage), None,
+                                    f"unsupported: the default target risk "
+                                    f"{self.spec.default_alpha:g} is not certified by "
+                                    f"calibration {self.id} at max_stage={max_stage}, so every "
+                                    f"question abstains (supported: {listed})")
             raise BadRequest(
                 f"target_risk={target_risk:g} is below what calibration {self.id} supports at "
-                f"max_stage={max_stage} (lowest supported: {lowest})",
+                f"max_stage={max_stage} (lowest supported: {rows[0].alpha:g})" if rows else
+                f"calibration {self.id} supports no target risk at max_stage={max_stage}",
                 param="policy.target_risk",
             )
         e = ok[-1]
         assert e.threshold is not None
-        return Policy(e.threshold, min(self.spec.abstain_threshold, e.threshold), max_stage), \
-            e.alpha
+        policy = Policy(e.threshold, min(self.spec.abstain_threshold, e.threshold), max_stage)
+        return PolicyChoice(policy, e.alpha, None)
+
+    def request_mismatch(self, max_tokens: int, system: str | None) -> str | None:
+        return request_mismatch(self.spec.settings, max_tokens, system)
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/calibration`` reports: the artifact and its promise."""
         s = self.spec
+        promise = (
+            f"with probability >= {1 - s.delta:g}, the error rate among answered questions is "
+            "<= the target risk, for each target risk listed (each its own statement), for "
+            "questions drawn like the calibration set and served with the pinned settings"
+            if s.guarantee else
+            f"none: fitted on {s.labels} labels; confidences are calibrated maps only")
         return {
-            "calibrated": True, "id": s.id, "model": s.model, "dataset": s.dataset, "n": s.n,
-            "created": s.created, "delta": s.delta, "default_target_risk": s.default_alpha,
+            "calibrated": True, "id": s.id, "profile": s.profile, "tasks": s.tasks,
+            "model": s.model, "dataset": s.dataset, "n": s.n, "created": s.created,
+            "labels": s.labels, "guarantee": s.guarantee,
+            "delta": s.delta if s.guarantee else None,
+            "default_target_risk": s.default_alpha if s.guarantee else None,
+            "default_supported": s.default_supported and s.guarantee,
             "abstain_threshold": s.abstain_threshold, "max_stage_calibrated": s.max_stage,
-            "promise": f"with probability >= {1 - s.delta:g}, the error rate among answered "
-                       "questions is <= the target risk (for questions like the calibration set)",
+            "promise": promise, "settings": s.settings.model_dump(),
             "supported": {k: [e.model_dump() for e in v if e.threshold is not None]
-                          for k, v in s.thresholds.items()},
+                          for k, v in s.thresholds.items()} if s.guarantee else {},
             "maps": [None if m is None else {"method": m.method, "n": m.n,
                                              "features": m.features} for m in s.maps],
-            "heldout": s.heldout,
+            "feasibility": s.feasibility, "heldout": s.heldout,
         }
 
 
-def parse_artifact(raw: str, source: str, expected_model: str | None = None) -> CalibratedModel:
+def parse_artifact(raw: str, source: str, expected_model: str | None = None,
+                   fallback: tuple[float, float] = (0.8, 0.2)) -> CalibratedModel:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -130,6 +185,11 @@ def parse_artifact(raw: str, source: str, expected_model: str | None = None) -> 
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CalibrationError(f"{source} is not a Candor calibration artifact (format != "
                                f"{FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise CalibrationError(
+            f"calibration artifact {source} has version {data.get('version')!r}; this Candor "
+            f"reads version {VERSION} (which pins the serving settings): recalibrate with "
+            "`candor calibrate`")
     try:
         spec = ArtifactSpec.model_validate(data)
     except ValidationError as exc:
@@ -140,15 +200,16 @@ def parse_artifact(raw: str, source: str, expected_model: str | None = None) -> 
         raise CalibrationError(
             f"calibration artifact {source} was fitted for model {spec.model!r}, but this "
             f"server runs {expected_model!r}; recalibrate with `candor calibrate`")
-    return CalibratedModel(spec)
+    return CalibratedModel(spec, fallback)
 
 
-def load_artifact(path: Path, expected_model: str | None = None) -> CalibratedModel:
+def load_artifact(path: Path, expected_model: str | None = None,
+                  fallback: tuple[float, float] = (0.8, 0.2)) -> CalibratedModel:
     try:
         raw = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration artifact {path}: {exc}") from exc
-    return parse_artifact(raw, str(path), expected_model)
+    return parse_artifact(raw, str(path), expected_model, fallback)
 
 
 def save_artifact(spec: ArtifactSpec, path: Path) -> None:

@@ -3,7 +3,8 @@
 The records are shuffled with ``split_seed`` into three disjoint parts: *fit*
 (per-stage maps and the early-abstain cut), *test* (Learn-then-Test thresholds;
 never seen by the maps, which the guarantee needs) and *held-out* (the realised
-risk and ECE/AUROC reported in the artifact).
+risk and ECE/AUROC reported in the artifact). The item keys of every split are
+stored, so ``candor eval`` evaluates on exactly what the artifact never saw.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from service.calibration.artifact import FORMAT, VERSION, ArtifactSpec, CalibratedModel
+from service.calibration.artifact import FORMAT, VERSION, ArtifactSpec, CalibratedModel, Labels
 from service.calibration.features import stage_features, vectorise
-from service.calibration.fit import StageMap, fit_stage_map
-from service.calibration.records import N_STAGES, Record
+from service.calibration.fit import fit_stage_map
+from service.calibration.maps import StageMap
+from service.calibration.pinning import ServingSettings
+from service.calibration.records import Record
 from service.calibration.simulate import decide, replay
 from service.calibration.thresholds import DEFAULT_ALPHAS, ltt_table, pick_abstain_threshold
-from service.eval import metrics
+from service.cascade.stages import MAX_STAGE, N_STAGES
+from service.labelled import metrics
 
 
 def split(records: Sequence[Record], seed: int, holdout: float) -> dict[str, list[Record]]:
@@ -45,6 +49,14 @@ def fit_maps(records: Sequence[Record], seed: int = 0) -> list[StageMap | None]:
     return maps
 
 
+def feasibility(records: Sequence[Record], alphas: Sequence[float]) -> dict[str, Any]:
+    """The base error rate mu and, per alpha, the least abstention any distribution-free
+    method must have to reach risk alpha, (mu - alpha) / (1 - alpha) (arXiv 2606.29054)."""
+    mu = float(np.mean([not r.correct for r in records])) if records else 0.0
+    return {"mu": mu, "n": len(records),
+            "min_abstention": {f"{a:g}": max(0.0, (mu - a) / (1 - a)) for a in alphas}}
+
+
 def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[str, Any]:
     """Realised risk per supported alpha, and the fused confidence's ECE/AUROC, held out."""
     if not records:
@@ -56,9 +68,9 @@ def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[s
         "ece": metrics.ece(final, rp.correct), "auroc": metrics.auroc(final, rp.correct),
         "aurc": metrics.aurc(final, rp.correct), "risk": [],
     }
-    for e in model.supported(3):
+    for e in model.supported(MAX_STAGE):
         assert e.threshold is not None
-        o = decide(rp, e.threshold, min(model.spec.abstain_threshold, e.threshold), 3)
+        o = decide(rp, e.threshold, min(model.spec.abstain_threshold, e.threshold), MAX_STAGE)
         r = o.risk(rp.correct)
         out["risk"].append({"alpha": e.alpha, "realised_risk": r, "answered": int(o.answered.sum()),
                             "coverage": float(o.answered.mean()), "held": r <= e.alpha,
@@ -66,36 +78,61 @@ def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[s
     return out
 
 
-def build_artifact(records: Sequence[Record], *, dataset: str, model_name: str, seed: int,
-                   delta: float, holdout: float, alphas: Sequence[float] | None = None,
-                   default_alpha: float = 0.1, collect: dict[str, Any] | None = None,
-                   ) -> ArtifactSpec:
+def build_artifact(records: Sequence[Record], *, dataset: str, settings: ServingSettings,
+                   seed: int, delta: float, holdout: float, alphas: Sequence[float] | None = None,
+                   default_alpha: float = 0.1, labels: Labels = "dataset",
+                   profile: str = "default", tasks: Sequence[str] = (),
+                   collect: dict[str, Any] | None = None) -> ArtifactSpec:
+    """Split, fit the maps, test thresholds, check on held-out data.
+
+    ``default_alpha`` is an input fixed before fitting: the artifact records whether it
+    is supported, never swaps it for one that passed. ``labels="self-selected"`` (labels
+    nobody sampled at random) writes maps but no guarantee.
+    """
+    alphas = sorted(set(alphas or DEFAULT_ALPHAS) | {default_alpha})
+    guarantee = labels != "self-selected"
     parts = split(records, seed, holdout)
     top = max(k for r in records for k in range(N_STAGES) if r.ran[k])
     maps = fit_maps(parts["fit"], seed)
     if maps[0] is None:
         raise ValueError(f"too few fit examples ({len(parts['fit'])}) for a stage-0 map")
+    now = datetime.now(UTC)
     spec: dict[str, Any] = {
-        "format": FORMAT, "version": VERSION, "created": datetime.now(UTC).isoformat(),
-        "id": f"{dataset}-{model_name}-{datetime.now(UTC):%Y%m%dT%H%M%S}",
-        "model": model_name, "dataset": dataset, "n": len(records), "split_seed": seed,
-        "splits": {k: len(v) for k, v in parts.items()}, "delta": delta,
-        "default_alpha": default_alpha, "abstain_threshold": 0.0,
+        "format": FORMAT, "version": VERSION, "created": now.isoformat(),
+        "id": f"{profile}-{dataset}-{settings.model}-{now:%Y%m%dT%H%M%S}",
+        "model": settings.model, "profile": profile, "tasks": list(tasks),
+        "dataset": dataset, "n": len(records), "split_seed": seed,
+        "splits": {k: len(v) for k, v in parts.items()},
+        "split_keys": {k: [r.key for r in v] for k, v in parts.items()},
+        "settings": settings.model_dump(), "labels": labels, "guarantee": guarantee,
+        "delta": delta, "default_alpha": default_alpha, "abstain_threshold": 0.0,
         "max_stage": top,
         "maps": [m.to_json() if m else None for m in maps],
         "thresholds": {str(k): [] for k in range(N_STAGES)}, "collect": collect or {},
+        "feasibility": feasibility(records, alphas),
     }
     draft = CalibratedModel(ArtifactSpec.model_validate(spec))
     fit_rp = replay(parts["fit"], draft)
     spec["abstain_threshold"] = pick_abstain_threshold(fit_rp)
-    rp = replay(parts["test"], draft)
-    for k in range(top + 1):
-        table = ltt_table(rp, alphas or DEFAULT_ALPHAS, delta, spec["abstain_threshold"], k,
-                          fit=fit_rp)
-        spec["thresholds"][str(k)] = [c.__dict__ for c in table]
-    ok = sorted(c["alpha"] for c in spec["thresholds"][str(top)] if c["threshold"] is not None)
-    # default: the requested alpha if supported, else the next supported one above it
-    spec["default_alpha"] = next((a for a in ok if a >= default_alpha - 1e-12), default_alpha)
+    if guarantee:
+        rp = replay(parts["test"], draft)
+        for k in range(top + 1):
+            table = ltt_table(rp, alphas, delta, spec["abstain_threshold"], k, fit=fit_rp)
+            spec["thresholds"][str(k)] = [c.__dict__ for c in table]
+    ok = {c["alpha"] for c in spec["thresholds"][str(top)] if c["threshold"] is not None}
+    spec["default_supported"] = guarantee and default_alpha in ok
     model = CalibratedModel(ArtifactSpec.model_validate(spec))
     spec["heldout"] = heldout_metrics(model, parts["heldout"])
+    spec["feasibility"]["reached"] = [
+        {"alpha": r["alpha"], "abstention": 1 - r["coverage"],
+         "min_abstention": spec["feasibility"]["min_abstention"][f"{r['alpha']:g}"]}
+        for r in spec["heldout"].get("risk", [])]
     return ArtifactSpec.model_validate(spec)
+
+
+def unseen(records: Sequence[Record], spec: ArtifactSpec) -> tuple[list[Record], int]:
+    """The records an artifact never fitted on (its held-out ones and new ones), and how
+    many were dropped because they sit in its fit or test split."""
+    fitted = set(spec.split_keys.get("fit", [])) | set(spec.split_keys.get("test", []))
+    keep = [r for r in records if r.key not in fitted]
+    return keep, len(records) - len(keep)

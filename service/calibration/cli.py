@@ -2,8 +2,11 @@
 
     candor calibrate --dataset ladder --n 300 --split-seed 0 [--server URL] [--out PATH]
 
-Without ``--server`` a local ``candor serve`` is started for the run (and stopped).
-Responses are cached in ``--cache`` (JSONL), so a rerun only asks what is missing.
+Without ``--server`` a local ``candor serve`` is started for the run (and stopped), with
+exactly the serving settings of this environment; the artifact pins them (and the
+server's report of them, ``GET /v1/calibration``). Responses are cached in ``--cache``
+(JSONL, keyed by question, request settings and serving fingerprint), so a rerun only
+asks what is missing.
 """
 
 from __future__ import annotations
@@ -12,11 +15,18 @@ import argparse
 import asyncio
 import json
 import logging
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from service.calibration.collect import CollectError, CollectSettings, collect
-from service.eval.datasets import DATASETS, Item, load_dataset
+from service.calibration.pinning import ServingSettings, serving_settings
+from service.calibration.records import Record, from_response, to_records
+from service.calibration.thresholds import DEFAULT_ALPHAS
+from service.cascade.stages import MAX_STAGE, N_STAGES
+from service.labelled.datasets import DATASETS, load_dataset
+from service.labelled.items import Item
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 log = logging.getLogger("candor.calibrate")
@@ -29,7 +39,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     p.add_argument("--server", default=None, help="Candor base URL; unset: start one")
     p.add_argument("--max-tokens", type=int, default=24)
-    p.add_argument("--max-stage", type=int, default=3, choices=range(4),
+    p.add_argument("--max-stage", type=int, default=MAX_STAGE, choices=range(N_STAGES),
                    help="highest stage collected (0: greedy only, cheapest)")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--timeout", type=float, default=CollectSettings.timeout_s,
@@ -38,7 +48,24 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]]]:
+def serving_for(args: argparse.Namespace, reported: dict[str, Any] | None) -> ServingSettings:
+    """The serving settings of this collection (pinned into the artifact).
+
+    From the server's own report (``GET /v1/calibration``) when one was asked, else
+    what ``candor serve`` would use in this environment; the answer ``max_tokens`` is
+    the one the questions were asked with.
+    """
+    if reported is None:
+        from service.config import Settings
+
+        base = serving_settings(Settings()).model_dump()
+    else:
+        base = dict(reported)
+    return ServingSettings.model_validate({**base, "answer_max_tokens": args.max_tokens,
+                                           "system_prompt": None})
+
+
+def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]], ServingSettings]:
     """Load the dataset and get one cascade response per question (cache, server)."""
     if args.dataset is None:
         raise SystemExit("candor: --dataset is required (or, for calibrate, --from-log)")
@@ -46,77 +73,160 @@ def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]]]:
         items = load_dataset(args.dataset, args.data_dir, args.n, args.seed)
     except (ValueError, OSError) as exc:
         raise SystemExit(f"candor: {exc}") from exc
-    cfg = CollectSettings(max_tokens=args.max_tokens, max_stage=args.max_stage,
-                          concurrency=args.concurrency, timeout_s=args.timeout)
     name = Path(args.dataset).stem
     stem = f"{name}-s{args.max_stage}-t{args.max_tokens}"
     cache = args.cache or Path("runs") / "cache" / f"{stem}.jsonl"
 
-    async def run(url: str) -> list[dict[str, Any]]:
+    def settings_for(url: str) -> ServingSettings:
+        return serving_for(args, fetch_serving(url) if url else None)
+
+    def config(serving: ServingSettings) -> CollectSettings:
+        return CollectSettings(max_tokens=args.max_tokens, max_stage=args.max_stage,
+                               concurrency=args.concurrency, timeout_s=args.timeout,
+                               serving=serving.fingerprint())
+
+    async def run(url: str, cfg: CollectSettings) -> list[dict[str, Any]]:
         try:
             return await collect(items, url, cache, cfg, progress=not args.no_progress)
         except CollectError as exc:
             raise SystemExit(f"candor: {exc}") from exc
 
     if args.server:
-        return items, asyncio.run(run(args.server))
+        serving = settings_for(args.server)
+        return items, asyncio.run(run(args.server, config(serving))), serving
     from service.calibration.collect import read_cache
 
-    cached = read_cache(cache)
+    serving = serving_for(args, load_serving(cache))
+    cfg, cached = config(serving), read_cache(cache)
     if all(cfg.key(it) in cached for it in items):
-        return items, [cached[cfg.key(it)] for it in items]
-    from service.calibration.server import local_server
+        return items, [cached[cfg.key(it)] for it in items], serving
+    from service.calibration.server import ServerStartError, local_server
 
-    with local_server(cache.with_suffix(".server.log"), args.max_tokens) as url:
-        return items, asyncio.run(run(url))
+    try:
+        with local_server(cache.with_suffix(".server.log"), args.max_tokens) as url:
+            serving = settings_for(url)
+            save_serving(cache, serving)
+            return items, asyncio.run(run(url, config(serving))), serving
+    except ServerStartError as exc:
+        raise SystemExit(f"candor: {exc}") from exc
 
 
-def from_log(path: Path) -> tuple[list[Item], list[dict[str, Any]], list[bool]]:
+def fetch_serving(url: str) -> dict[str, Any]:
+    import httpx
+
+    try:
+        r = httpx.get(f"{url.rstrip('/')}/v1/calibration", timeout=30)
+        r.raise_for_status()
+        serving: dict[str, Any] = r.json()["serving"]
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        raise SystemExit(f"candor: cannot read the serving settings of {url} "
+                         f"(GET /v1/calibration): {exc}") from exc
+    return serving
+
+
+def save_serving(cache: Path, serving: ServingSettings) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.with_suffix(".serving.json").write_text(serving.model_dump_json(indent=1))
+
+
+def load_serving(cache: Path) -> dict[str, Any] | None:
+    path = cache.with_suffix(".serving.json")
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def from_log(path: Path) -> tuple[list[Record], ServingSettings, str]:
     """Labelled decisions of the SQLite decision log (``POST /v1/feedback`` labels).
 
-    Caveat: logged requests exited early, so later stages ran only for questions the
-    live policy escalated; the replay treats stages that did not run as skipped.
+    Audited decisions (a uniform random share of all decisions, ``CANDOR_AUDIT_RATE``)
+    ran every stage for the record, so their labels are an unbiased sample and the replay
+    is exact: they alone are used, with a guarantee. Without any, the other labels give
+    maps but no guarantee (``labels: self-selected``). Rows served with other settings
+    than the most common ones are left out and counted.
     """
     from service.decision_log import labelled_entries
 
-    entries = labelled_entries(path)
-    items = [Item(e["id"], e.get("question") or "", "", "numeric") for e in entries]
-    responses = [{"answer": e.get("answer") or "", "model": e["model"], "stages": e["stages"],
-                  "signals": e["signals"]} for e in entries]
-    return items, responses, [bool(e["correct"]) for e in entries]
+    try:
+        entries = labelled_entries(path)
+    except Exception as exc:  # noqa: BLE001 - sqlite3 errors, a missing file
+        raise SystemExit(f"candor: cannot read the decision log {path}: {exc}") from exc
+    audited = [e for e in entries if e["audit"]]
+    labels = "audit" if audited else "self-selected"
+    rows = audited or entries
+    if not rows:
+        raise SystemExit(f"candor: no labelled decisions in {path}")
+    groups = Counter(e.get("serving") or "" for e in rows)
+    serving_json, count = groups.most_common(1)[0]
+    if not serving_json:
+        raise SystemExit(f"candor: the labelled decisions in {path} carry no serving settings "
+                         "(logged by an older Candor); label decisions logged by this version")
+    if count < len(rows):
+        log.warning("%d labelled decisions were served with other settings; left out",
+                    len(rows) - count)
+    if labels == "self-selected":
+        log.warning("no audited decisions are labelled: the %d labels were chosen by people, "
+                    "not sampled at random, so the artifact gets maps but no guarantee "
+                    "(set CANDOR_AUDIT_RATE and label the audited decisions)", count)
+    records = [from_response(Item(e["id"], e.get("question") or "", "", "numeric"),
+                             {"answer": e.get("answer") or "", "stages": e["stages"],
+                              "signals": e["signals"]}, bool(e["correct"]))
+               for e in rows if (e.get("serving") or "") == serving_json]
+    return records, ServingSettings.model_validate_json(serving_json), labels
+
+
+def print_feasibility(records: list[Record], alphas: list[float] | None) -> None:
+    from service.calibration.build import feasibility
+
+    feas = feasibility(records, alphas or DEFAULT_ALPHAS)
+    print(f"base error rate mu = {feas['mu']:.3f} on {feas['n']} labelled questions; least "
+          "abstention any distribution-free method needs, (mu - alpha) / (1 - alpha):",
+          file=sys.stderr)
+    print("  " + "  ".join(f"a={a}: {v:.2f}" for a, v in feas["min_abstention"].items()),
+          file=sys.stderr)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
-    labels: list[bool] | None = None
     if args.from_log:
-        items, responses, labels = from_log(args.from_log)
-        if not items:
-            raise SystemExit(f"no labelled decisions in {args.from_log}")
+        records, serving, labels = from_log(args.from_log)
+        name = "decision-log"
     else:
-        items, responses = gather(args)
-    if args.collect_only:
-        print(json.dumps({"dataset": args.dataset, "n": len(responses)}))
-        return 0
+        items, responses, serving = gather(args)
+        if args.collect_only:
+            print(json.dumps({"dataset": args.dataset, "n": len(responses)}))
+            return 0
+        from service.labelled.grading import make_encoder
+
+        records, labels = to_records(items, responses, make_encoder(items)), "dataset"
+        name = Path(args.dataset).stem
+    print_feasibility(records, args.alphas)
     from service.calibration.artifact import save_artifact
     from service.calibration.build import build_artifact
-    from service.calibration.records import from_response, to_records
-    from service.eval.grading import make_encoder
 
-    if labels is not None:
-        records = [from_response(it, r, ok) for it, r, ok in zip(items, responses, labels,
-                                                                  strict=True)]
-    else:
-        records = to_records(items, responses, make_encoder(items))
-    name = Path(args.dataset).stem if args.dataset else "decision-log"
-    art = build_artifact(records, dataset=name,
-                         model_name=str(responses[0]["model"]), seed=args.split_seed,
-                         delta=args.delta, holdout=args.holdout, alphas=args.alphas,
-                         collect={"max_tokens": args.max_tokens, "max_stage": args.max_stage,
-                                  "n": args.n, "seed": args.seed})
+    try:
+        art = build_artifact(records, dataset=name, settings=serving, seed=args.split_seed,
+                             delta=args.delta, holdout=args.holdout, alphas=args.alphas,
+                             default_alpha=args.default_alpha, labels=labels,
+                             profile=args.profile, tasks=args.tasks or (),
+                             collect={"max_tokens": args.max_tokens,
+                                      "max_stage": args.max_stage, "n": args.n,
+                                      "seed": args.seed})
+    except ValueError as exc:
+        raise SystemExit(f"candor: {exc}") from exc
     out = args.out or Path("runs") / "calibration" / f"{name}.json"
     save_artifact(art, out)
-    print(json.dumps({"artifact": str(out), "id": art.id, "heldout": art.heldout}, indent=1))
+    print(json.dumps({"artifact": str(out), "id": art.id, "guarantee": art.guarantee,
+                      "default_alpha": art.default_alpha,
+                      "default_supported": art.default_supported,
+                      "feasibility": art.feasibility, "heldout": art.heldout}, indent=1))
+    if not art.guarantee:
+        print("candor: no guarantee: these labels are not an unbiased sample", file=sys.stderr)
+    elif not art.default_supported:
+        print(f"candor: the default target risk {art.default_alpha:g} is not supported by "
+              "this data: a server with this artifact abstains on every request that sets no "
+              "policy.target_risk", file=sys.stderr)
     return 0
 
 
@@ -127,6 +237,10 @@ def add_calibrate_parser(sub: Any) -> None:
     p.add_argument("--holdout", type=float, default=0.3, help="held-out fraction")
     p.add_argument("--delta", type=float, default=0.1, help="1 - delta = guarantee probability")
     p.add_argument("--alphas", type=float, nargs="+", default=None, help="target risks")
+    p.add_argument("--default-alpha", type=float, default=0.1,
+                   help="the target risk served when a request sets none; fixed before fitting")
+    p.add_argument("--profile", default="default", help="calibration profile name")
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks this profile covers")
     p.add_argument("--out", type=Path, default=None, help="artifact path")
     p.add_argument("--collect-only", action="store_true", help="fill the cache and stop")
     p.add_argument("--from-log", type=Path, default=None,

@@ -7,8 +7,9 @@ a tqdm bar shows progress, and each response is appended to a JSONL cache keyed
 by question + settings, so an interrupted run resumes where it stopped. A question
 that fails (timeout, HTTP error) does not stop the others: every answer that arrives
 is cached, and the run ends with one ``CollectError`` that says how many failed.
-The key holds the request's settings, not the server's (sampling temperature, number
-of samples): collect into a new ``--cache`` after changing those.
+The key holds the request's settings and the fingerprint of the server's signal
+settings (sampling temperature, number of samples, ...), so answers collected under
+other settings are never reused.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from service.eval.datasets import Item
+from service.labelled.items import Item
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,11 @@ class CollectSettings:
     # 2 CPU cores a question with 10 samples took ~10 minutes. The server's own budget cap
     # (CANDOR_MAX_BUDGET_MS) ends every request, so the client may wait long.
     timeout_s: float = 3600.0
+    serving: str = ""  # fingerprint of the server's signal settings (pinning.py)
 
     def key(self, item: Item) -> str:
-        raw = json.dumps([item.question, item.task, self.max_tokens, self.max_stage])
+        raw = json.dumps([item.question, item.task, self.max_tokens, self.max_stage,
+                          self.serving])
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 

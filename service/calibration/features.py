@@ -11,12 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-STAGE_SIGNALS: tuple[tuple[str, ...], ...] = (
-    ("token_entropy", "mean_nll", "min_token_prob", "n_tokens"),
-    ("consistency", "n_clusters", "homogeneous"),
-    ("semantic_entropy", "mean_similarity"),
-    ("p_true", "context_support"),
-)
+from service.cascade.stages import STAGES
+
+STAGE_SIGNALS: tuple[tuple[str, ...], ...] = tuple(s.signals for s in STAGES)
 LOG_FEATURES = frozenset({"n_tokens", "n_clusters"})
 
 

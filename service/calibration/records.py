@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.calibration.features import feature_of_signal
-from service.eval.datasets import Item
-from service.eval.grading import Encode, grade
-
-N_STAGES = 4
+from service.cascade.stages import N_STAGES
+from service.labelled.grading import Encode, grade
+from service.labelled.items import Item
 
 
 @dataclass
@@ -29,6 +28,11 @@ class Record:
     tokens: list[int] = field(default_factory=lambda: [0] * N_STAGES)
     ms: list[float] = field(default_factory=lambda: [0.0] * N_STAGES)
     meta: dict[str, str] = field(default_factory=dict)
+    key: str = ""  # the item's content key (``Item.key``); the split keys store these
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = self.id
 
     def features(self, stage: int) -> dict[str, float]:
         """The runner's cumulative features after ``stage`` (signals of stages <= stage)."""
@@ -54,7 +58,7 @@ def from_response(item: Item, resp: Mapping[str, Any], correct: bool) -> Record:
     signals = {k: float(v) for k, v in (resp.get("signals") or {}).items()
                if isinstance(v, int | float | bool) and v is not None}
     return Record(item.id, correct, str(resp.get("answer", "")), signals, ran, informative,
-                  tokens, ms, dict(item.meta))
+                  tokens, ms, dict(item.meta), item.key)
 
 
 def to_records(items: Sequence[Item], responses: Sequence[Mapping[str, Any]],

@@ -1,7 +1,11 @@
 """Start a local ``candor serve`` subprocess for ``candor calibrate`` without ``--server``.
 
-Started the way ``make serve`` starts it, on a free loopback port, with bounded
-work per request; stopped (process group) when the run ends.
+Started the way ``make serve`` starts it, on a free loopback port, with exactly the
+serving settings of this environment (an artifact pins the settings its scores were
+collected under): only the address, the admission ceiling, the per-request budget and,
+when the questions ask for more, the token limit are set here, none of which changes a
+signal. Stopped (process group) when the run ends. A server that does not start raises
+``ServerStartError`` with the reason from its log, in one line.
 """
 
 from __future__ import annotations
@@ -19,6 +23,23 @@ from pathlib import Path
 import httpx
 
 
+class ServerStartError(RuntimeError):
+    """The auto-started server exited or never became ready; the message says why."""
+
+
+def reason_from_log(log_path: Path) -> str:
+    """The most telling line of a failed server's log (the last error line, else the last)."""
+    try:
+        lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines()
+                 if ln.strip()]
+    except OSError:
+        return "no log"
+    for ln in reversed(lines):
+        if "error" in ln.lower() or ln.startswith("candor:"):
+            return ln[-400:]
+    return lines[-1][-400:] if lines else "no output"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -29,11 +50,16 @@ def _free_port() -> int:
 def local_server(log_path: Path, max_tokens: int, extra_env: dict[str, str] | None = None,
                  ready_timeout_s: float = 600.0) -> Iterator[str]:
     """Yield the base URL of a ready server; the server's log goes to ``log_path``."""
+    from service.config import Settings
+
     port = _free_port()
+    try:
+        limit = max(Settings().max_tokens_limit, max_tokens)
+    except ValueError as exc:  # pydantic's ValidationError: the environment's own settings
+        raise ServerStartError(f"the CANDOR_* settings are invalid: {exc}") from exc
     env = {
         **os.environ, "CANDOR_HOST": "127.0.0.1", "CANDOR_PORT": str(port),
-        "CANDOR_MAX_TOKENS_LIMIT": str(max(64, max_tokens)),
-        "CANDOR_SAMPLE_MAX_TOKENS": str(max_tokens), "CANDOR_MAX_BUDGET_MS": "600000",
+        "CANDOR_MAX_TOKENS_LIMIT": str(limit), "CANDOR_MAX_BUDGET_MS": "600000",
         "CANDOR_MAX_INFLIGHT": "64", **(extra_env or {}),
     }
     env.pop("CANDOR_CALIBRATION", None)  # collect with the uncalibrated cascade
@@ -48,9 +74,11 @@ def local_server(log_path: Path, max_tokens: int, extra_env: dict[str, str] | No
         with httpx.Client(base_url=url, timeout=5) as c:
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"candor serve exited early; see {log_path}")
+                    raise ServerStartError(f"the local candor serve exited early: "
+                                           f"{reason_from_log(log_path)} (log: {log_path})")
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"candor serve not ready in {ready_timeout_s}s")
+                    raise ServerStartError(f"the local candor serve was not ready in "
+                                           f"{ready_timeout_s:.0f}s (log: {log_path})")
                 try:
                     if c.get("/readyz").status_code == 200:
                         break

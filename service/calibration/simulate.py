@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.calibration.records import N_STAGES, Record
+from service.calibration.records import Record
 from service.cascade.policy import ConfidenceModel
+from service.cascade.stages import N_STAGES
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,14 @@ the most conservative, 1.0, downwards) the null hypothesis is "the error rate
 among answered questions exceeds alpha". Given the ``m`` questions the policy
 answers on the calibration split, their errors are Binomial(m, risk), so
 ``p = P(Binom(m, alpha) <= errors)`` is a valid p-value. Fixed-sequence testing
-rejects in order while ``p <= delta`` and keeps the last rejected threshold:
-the family-wise error is <= delta, hence with probability >= 1 - delta the
-chosen threshold's risk is <= alpha (Angelopoulos et al. 2021, "Learn then
-Test"). Thresholds answering fewer than ``min_answered`` questions are skipped
-without stopping (a label-free choice: answered sets are nested and label-free, so
-validity holds). The abstain
-threshold is fixed before the test, so the guarantee covers the whole policy.
+rejects in order while ``p <= delta``: the family-wise error is <= delta, so with
+probability >= 1 - delta *every* rejected threshold's risk is <= alpha and the one
+answering most questions may be kept (Angelopoulos et al. 2021, "Learn then
+Test"). The order is learned on the *fit* split (``learned_order``), never on
+the test split's labels. Thresholds answering fewer than ``min_answered``
+questions are skipped without stopping (a label-free choice, so validity holds).
+The abstain threshold is fixed before the test, so the guarantee covers the whole
+policy. Each alpha of a table is its own statement at level delta.
 """
 
 from __future__ import annotations
@@ -43,60 +44,66 @@ def binomial_p_value(errors: int, answered: int, alpha: float) -> float:
     return float(binom.cdf(errors, answered, alpha)) if answered else 1.0
 
 
+def _answered_errors(rp: Replay, t: float, abstain_t: float, max_stage: int) -> tuple[int, int]:
+    out = decide(rp, t, min(abstain_t, t), max_stage)
+    return int(out.answered.sum()), int((~rp.correct[out.answered]).sum())
+
+
+def default_min_answered(alpha: float, delta: float) -> int:
+    """Thrice the count at which zero errors would just pass, at least 10 (label-free)."""
+    return max(10, math.ceil(3 * math.log(delta) / math.log(1 - alpha)))
+
+
 def ltt_threshold(rp: Replay, alpha: float, delta: float, abstain_t: float, max_stage: int,
                   grid: Sequence[float] = GRID, min_answered: int | None = None,
-                  start: float | None = None) -> Choice:
-    """The lowest threshold reached by fixed-sequence testing at level delta.
+                  order: Sequence[float] | None = None) -> Choice:
+    """Fixed-sequence testing at level delta along ``order`` (default: ``grid``, 1.0 down).
 
-    The sequence starts at ``start`` (chosen on other data, see ``start_threshold``) and
-    where at least ``min_answered`` questions are answered (default: thrice the count
-    at which zero errors would just pass, at least 10), so an early error among a
-    handful of answers does not end the test before it has power.
+    Tests stop at the first threshold that does not pass; every threshold passed before
+    is certified at once (family-wise error <= delta), so the one answering the most
+    questions is returned. Thresholds answering fewer than ``min_answered`` questions are
+    skipped, not tested: a label-free rule, so an early error among a handful of answers
+    does not end the sequence before it has power.
     """
     if min_answered is None:
-        min_answered = max(10, math.ceil(3 * math.log(delta) / math.log(1 - alpha)))
-    best = Choice(alpha, None, 0, 0, None)
-    for t in grid:
-        if start is not None and t > start + 1e-12:
-            continue
-        out = decide(rp, t, min(abstain_t, t), max_stage)
-        m = int(out.answered.sum())
+        min_answered = default_min_answered(alpha, delta)
+    passed: list[Choice] = []
+    for t in (grid if order is None else order):
+        m, errors = _answered_errors(rp, t, abstain_t, max_stage)
         if m < min_answered:
             continue
-        errors = int((~rp.correct[out.answered]).sum())
         p = binomial_p_value(errors, m, alpha)
         if p > delta:
             break
-        best = Choice(alpha, float(t), m, errors, p)
-    return best
+        passed.append(Choice(alpha, float(t), m, errors, p))
+    if not passed:
+        return Choice(alpha, None, 0, 0, None)
+    return max(passed, key=lambda c: (c.answered, c.threshold))
 
 
-def start_threshold(fit: Replay, alpha: float, delta: float, abstain_t: float,
-                    max_stage: int) -> float | None:
-    """Where to start the test, learned on the *fit* split (the "learn" of Learn-then-Test).
+def learned_order(fit: Replay, alpha: float, abstain_t: float, max_stage: int,
+                  grid: Sequence[float] = GRID) -> list[float]:
+    """The "learn" of Learn-then-Test: the order in which thresholds are tested.
 
-    The highest threshold whose fit-split risk already passes the test; starting
-    there skips the top of the grid, where a few confident errors would end the
-    sequence at once. It uses no test-split label, so the guarantee is unchanged.
+    Thresholds sorted by their p-value on the *fit* split, most clearly safe first (ties:
+    the higher threshold first). The order uses no test-split label, so fixed-sequence
+    testing along it keeps the guarantee; it puts the thresholds that answer many
+    questions at low risk first, and the top of the grid, where a few confident errors
+    among few answers would end a top-down sequence at once, last.
     """
-    c = ltt_threshold(fit, alpha, delta, abstain_t, max_stage, min_answered=10)
-    if c.threshold is None:
-        return None
-    for t in GRID:  # the first grid value at which the fit split passes
-        out = decide(fit, t, min(abstain_t, t), max_stage)
-        m = int(out.answered.sum())
-        if m >= 10 and binomial_p_value(int((~fit.correct[out.answered]).sum()), m,
-                                        alpha) <= delta:
-            return t
-    return None
+    rows = []
+    for t in grid:
+        m, errors = _answered_errors(fit, t, abstain_t, max_stage)
+        rows.append((binomial_p_value(errors, m, alpha), -float(t)))
+    return [-neg_t for _, neg_t in sorted(rows)]
 
 
 def ltt_table(rp: Replay, alphas: Sequence[float], delta: float, abstain_t: float,
               max_stage: int, fit: Replay | None = None) -> list[Choice]:
-    """One Learn-then-Test threshold per alpha (starts learned on ``fit`` when given)."""
+    """One Learn-then-Test threshold per alpha (the order learned on ``fit`` when given)."""
     return [
         ltt_threshold(rp, a, delta, abstain_t, max_stage,
-                      start=start_threshold(fit, a, delta, abstain_t, max_stage)
+                      order=learned_order(fit, a, abstain_t, max_stage)
                       if fit is not None else None)
         for a in alphas
     ]

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from service.cascade.stages import STAGE_CONF_KEYS
+
 
 class Action(enum.StrEnum):
     ANSWER = "answer"
@@ -37,6 +39,19 @@ class Policy:
         return Action.ESCALATE
 
 
+@dataclass(frozen=True)
+class PolicyChoice:
+    """The policy for one request, the risk it promises, and why none when none applies.
+
+    ``reason`` starts with a machine-readable word (``uncalibrated``, ``unsupported``,
+    ``no_guarantee``, ``thresholds``, ``run_all``, ``settings``), then a colon and prose.
+    """
+
+    policy: Policy
+    target_risk: float | None
+    reason: str | None = None
+
+
 class ConfidenceModel(Protocol):
     """Maps the signals seen up to a stage to a confidence, and gives the policy.
 
@@ -47,15 +62,19 @@ class ConfidenceModel(Protocol):
     calibrated: bool
     id: str | None
     delta: float | None
+    profile: str | None
 
     def confidence(self, stage: int, features: Mapping[str, float]) -> float: ...
 
-    def policy(self, target_risk: float | None, max_stage: int) -> tuple[Policy, float | None]:
-        """The policy for a request and the target risk it honours (None if uncalibrated)."""
+    def policy(self, target_risk: float | None, max_stage: int) -> PolicyChoice:
+        """The policy for a request and the target risk it honours (None: no promise)."""
+        ...
+
+    def request_mismatch(self, max_tokens: int, system: str | None) -> str | None:
+        """Why this request's own settings fall outside the calibration (None: in)."""
         ...
 
 
-STAGE_CONF_KEYS = ("conf_token", "conf_consistency", "conf_semantic", "conf_judge")
 
 
 @dataclass(frozen=True)
@@ -67,10 +86,17 @@ class UncalibratedModel:
     calibrated: bool = False
     id: str | None = None
     delta: float | None = None
+    profile: str | None = None
 
     def confidence(self, stage: int, features: Mapping[str, float]) -> float:
         vals = [features[k] for k in STAGE_CONF_KEYS[: stage + 1] if k in features]
         return float(sum(vals) / len(vals)) if vals else 0.0
 
-    def policy(self, target_risk: float | None, max_stage: int) -> tuple[Policy, float | None]:
-        return Policy(self.answer_threshold, self.abstain_threshold, max_stage), None
+    def policy(self, target_risk: float | None, max_stage: int) -> PolicyChoice:
+        return PolicyChoice(
+            Policy(self.answer_threshold, self.abstain_threshold, max_stage), None,
+            "uncalibrated: no calibration artifact is loaded; the confidence is a raw score "
+            "and no error rate is promised")
+
+    def request_mismatch(self, max_tokens: int, system: str | None) -> str | None:
+        return None

@@ -41,14 +41,14 @@ class Providers:
     nli: Callable[[list[tuple[str, str]]], Awaitable[np.ndarray]] | None = None
     _tokens: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def check_prompt(self, messages: list[ChatMessage], max_tokens: int) -> None:
+    async def check_prompt(self, messages: list[ChatMessage], max_tokens: int) -> None:
         chars = sum(len(m.content) for m in messages)
         if chars > self.max_question_chars:
             raise PayloadTooLarge(
                 f"prompt is {chars} characters; the limit is {self.max_question_chars}",
                 param="question",
             )
-        n = self.engine.count_prompt_tokens(messages)
+        n = await self.engine.count_prompt_tokens(messages)
         if n + max_tokens > self.max_model_len:
             raise BadRequest(
                 f"prompt ({n} tokens) + max_tokens ({max_tokens}) exceeds the model's "

@@ -9,15 +9,16 @@ the confidence it inherited (the stage-0 fallback) and the response says so.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service import schemas
-from service.cascade.policy import STAGE_CONF_KEYS, Action, ConfidenceModel, Policy
+from service.cascade.policy import Action, ConfidenceModel, Policy, PolicyChoice
 from service.cascade.providers import Providers, build_messages
-from service.cascade.stages import Stage
+from service.cascade.stages import MAX_STAGE, STAGE_CONF_KEYS, Stage
 from service.errors import BadRequest, DeadlineExceeded
 from service.signals.base import MissingInput, SignalContext, SignalResult
 from service.signals.normalize import normalize_answer, resolve_task
@@ -49,7 +50,7 @@ def add_result(trace: Trace, stage: Stage, res: SignalResult, ms: float, tokens:
     if res.informative and res.confidence is not None:
         trace.features[STAGE_CONF_KEYS[stage.index]] = float(res.confidence)
         trace.confidence = model.confidence(stage.index, trace.features)
-    elif stage.index in (1, 2):
+    elif stage.spec.sampling:
         trace.fallback = "token"
         note = (note or "uninformative") + "; confidence falls back on stage 0"
     trace.reports.append(
@@ -58,6 +59,16 @@ def add_result(trace: Trace, stage: Stage, res: SignalResult, ms: float, tokens:
             tokens=tokens, informative=res.informative, note=note,
         )
     )
+
+
+@dataclass
+class Decided:
+    """The sequential policy's decision: fixed at the first stage that did not escalate."""
+
+    action: Action
+    reason: str | None
+    stage: int
+    confidence: float
 
 
 @dataclass
@@ -70,6 +81,28 @@ class Cascade:
     max_tokens_limit: int
     max_budget_ms: int
     model_name: str
+    audit_rate: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def choose_policy(self, req: schemas.AnswerRequest, max_stage: int,
+                      max_tokens: int) -> PolicyChoice:
+        """The policy and the promise for this request; every way to lose the promise named."""
+        choice = self.model.policy(req.policy.target_risk, max_stage)
+        policy, risk, why = choice.policy, choice.target_risk, choice.reason
+        if req.policy.answer_threshold is not None or req.policy.abstain_threshold is not None:
+            hi = _pick(req.policy.answer_threshold, policy.answer_threshold)
+            lo = min(_pick(req.policy.abstain_threshold, policy.abstain_threshold), hi)
+            policy = Policy(hi, lo, max_stage)
+            if risk is not None:
+                risk, why = None, ("thresholds: caller-set answer/abstain thresholds replace "
+                                   "the calibrated ones, so no error rate is promised")
+        if req.policy.run_all and risk is not None:
+            risk, why = None, ("run_all: every stage runs and the decision is taken on the "
+                               "final confidence, not by the calibrated sequential policy")
+        mismatch = self.model.request_mismatch(max_tokens, req.system)
+        if mismatch is not None and risk is not None:
+            risk, why = None, mismatch
+        return PolicyChoice(policy, risk, why)
 
     async def answer(self, req: schemas.AnswerRequest) -> schemas.AnswerResponse:
         max_tokens = req.max_tokens or self.default_max_tokens
@@ -77,21 +110,19 @@ class Cascade:
             raise BadRequest(f"max_tokens must be <= {self.max_tokens_limit}", param="max_tokens")
         max_stage = min(
             self.default_max_stage,
-            req.policy.max_stage if req.policy.max_stage is not None else 3,
+            req.policy.max_stage if req.policy.max_stage is not None else MAX_STAGE,
             len(self.stages) - 1,
         )
-        policy, honoured_risk = self.model.policy(req.policy.target_risk, max_stage)
-        if req.policy.answer_threshold is not None or req.policy.abstain_threshold is not None:
-            hi = _pick(req.policy.answer_threshold, policy.answer_threshold)
-            lo = min(_pick(req.policy.abstain_threshold, policy.abstain_threshold), hi)
-            policy = Policy(hi, lo, max_stage)
-            honoured_risk = None  # caller-chosen thresholds carry no calibrated promise
+        choice = self.choose_policy(req, max_stage, max_tokens)
+        policy = choice.policy
+        audit_rate = self.audit_rate if req.policy.audit_rate is None else req.policy.audit_rate
+        audit = self.rng.random() < audit_rate
         budget_ms = min(req.policy.budget_ms or self.max_budget_ms, self.max_budget_ms)
         deadline = time.perf_counter() + budget_ms / 1000.0
         rid = f"ans_{uuid.uuid4().hex[:24]}"
         task = resolve_task(req.task, req.question)
         messages = build_messages(req.question, req.system, req.context)
-        self.providers.check_prompt(messages, max_tokens)
+        await self.providers.check_prompt(messages, max_tokens)
 
         t0 = time.perf_counter()
         try:
@@ -111,10 +142,51 @@ class Cascade:
             context=req.context,
             **self.providers.signal_providers(messages, rid, max_tokens),
         )
-        usage = {"prompt": greedy.prompt_tokens, "completion": comp.n_tokens}
         trace = Trace()
-        action = Action.ESCALATE
-        reason: str | None = None
+        decided = await self._run_stages(ctx, trace, policy, max_stage, deadline, budget_ms,
+                                         rid, g_ms, comp.n_tokens, req.policy.run_all, audit)
+        completion = comp.n_tokens + self.providers.tokens_used(rid)
+        self.providers.forget(rid)
+        abstained = decided.action is Action.ABSTAIN
+        return schemas.AnswerResponse(
+            id=rid,
+            model=self.model_name,
+            answer=comp.text,
+            abstained=abstained,
+            decision="abstain" if abstained else "answer",
+            reason=decided.reason if abstained else None,
+            confidence=min(1.0, max(0.0, decided.confidence)),
+            calibrated=self.model.calibrated,
+            stage_reached=decided.stage,
+            fallback=trace.fallback,
+            signals=schemas.Signals(**trace.signals),
+            stages=trace.reports,
+            skipped=trace.skipped,
+            calibration=schemas.CalibrationRef(
+                calibrated=self.model.calibrated, id=self.model.id, profile=self.model.profile,
+                target_risk=choice.target_risk, delta=self.model.delta,
+                threshold=policy.answer_threshold, reason=choice.reason,
+            ),
+            audit=audit,
+            audit_rate=audit_rate,
+            samples=_samples(ctx, task) if req.return_samples else None,
+            logprobs=[
+                schemas.TokenLogprob(token=t.token, logprob=t.logprob,
+                                     top_logprobs=list(t.top_logprobs))
+                for t in comp.tokens
+            ] if req.return_logprobs else None,
+            usage=schemas.Usage(
+                prompt_tokens=greedy.prompt_tokens, completion_tokens=completion,
+                total_tokens=greedy.prompt_tokens + completion,
+            ),
+        )
+
+    async def _run_stages(self, ctx: SignalContext, trace: Trace, policy: Policy,
+                          max_stage: int, deadline: float, budget_ms: int, rid: str,
+                          g_ms: float, g_tokens: int, run_all: bool, audit: bool) -> Decided:
+        """Stages in order until the policy decides; an audited request runs on to
+        ``max_stage`` for the record (its decision stays the sequential policy's)."""
+        decided: Decided | None = None
         for stage in self.stages[: max_stage + 1]:
             before = self.providers.tokens_used(rid)
             ts = time.perf_counter()
@@ -124,66 +196,49 @@ class Cascade:
             except TimeoutError:
                 trace.deadline_hit = True
                 trace.skipped.append(f"{stage.name}: deadline (budget_ms={budget_ms})")
-                reason = "deadline"
-                action = Action.ABSTAIN
+                if decided is None:
+                    decided = Decided(Action.ABSTAIN, "deadline", _last_stage(trace),
+                                      trace.confidence)
                 break
             except MissingInput as exc:
                 trace.skipped.append(f"{stage.name}: missing {exc}")
                 continue
             ms = (time.perf_counter() - ts) * 1000 + (g_ms if stage.index == 0 else 0.0)
             tokens = self.providers.tokens_used(rid) - before
-            tokens += comp.n_tokens if stage.index == 0 else 0
+            tokens += g_tokens if stage.index == 0 else 0
             add_result(trace, stage, res, ms, tokens, self.model)
+            if decided is not None:  # audit-only stage: recorded, not decided on
+                trace.reports[-1].note = _join(trace.reports[-1].note,
+                                               "audit: ran after the decision, for the record")
+                continue
             if stage.index == 0 and trace.signals.get("n_tokens") == 0:
-                action, reason = Action.ABSTAIN, "empty_answer"
-                break
+                return Decided(Action.ABSTAIN, "empty_answer", 0, trace.confidence)
             action = policy.decide(stage.index, trace.confidence)
-            if req.policy.run_all and stage.index < max_stage:
+            if run_all and stage.index < max_stage:
                 action = Action.ESCALATE
             if action is not Action.ESCALATE:
-                if action is Action.ABSTAIN:
-                    reason = "low_confidence" if stage.index >= max_stage else "hopeless"
-                break
-        if action is Action.ESCALATE:  # every stage left was skipped
+                reason = None if action is Action.ANSWER else (
+                    "low_confidence" if stage.index >= max_stage else "hopeless")
+                decided = Decided(action, reason, stage.index, trace.confidence)
+                if not audit:
+                    break
+        if decided is None:  # every stage left was skipped: decide on the last confidence
             action = policy.decide(max_stage, trace.confidence)
-            reason = "low_confidence" if action is Action.ABSTAIN else None
-        usage["completion"] += self.providers.tokens_used(rid)
-        self.providers.forget(rid)
-        abstained = action is Action.ABSTAIN
-        return schemas.AnswerResponse(
-            id=rid,
-            model=self.model_name,
-            answer=comp.text,
-            abstained=abstained,
-            decision="abstain" if abstained else "answer",
-            reason=reason if abstained else None,
-            confidence=min(1.0, max(0.0, trace.confidence)),
-            calibrated=self.model.calibrated,
-            stage_reached=trace.reports[-1].stage if trace.reports else 0,
-            fallback=trace.fallback,
-            signals=schemas.Signals(**trace.signals),
-            stages=trace.reports,
-            skipped=trace.skipped,
-            calibration=schemas.CalibrationRef(
-                calibrated=self.model.calibrated, id=self.model.id,
-                target_risk=honoured_risk, delta=self.model.delta,
-                threshold=policy.answer_threshold,
-            ),
-            samples=_samples(ctx, task) if req.return_samples else None,
-            logprobs=[
-                schemas.TokenLogprob(token=t.token, logprob=t.logprob,
-                                     top_logprobs=list(t.top_logprobs))
-                for t in comp.tokens
-            ] if req.return_logprobs else None,
-            usage=schemas.Usage(
-                prompt_tokens=usage["prompt"], completion_tokens=usage["completion"],
-                total_tokens=usage["prompt"] + usage["completion"],
-            ),
-        )
+            decided = Decided(action, "low_confidence" if action is Action.ABSTAIN else None,
+                              _last_stage(trace), trace.confidence)
+        return decided
 
 
 def _pick(value: float | None, default: float) -> float:
     return default if value is None else value
+
+
+def _last_stage(trace: Trace) -> int:
+    return trace.reports[-1].stage if trace.reports else 0
+
+
+def _join(note: str | None, extra: str) -> str:
+    return f"{note}; {extra}" if note else extra
 
 
 def _loop_deadline(perf_deadline: float) -> float:

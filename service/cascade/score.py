@@ -41,7 +41,7 @@ async def score(
         except MissingInput as exc:
             trace.skipped.append(f"{stage.name}: missing {exc}")
             continue
-        if res.confidence is None and not res.informative and stage.index == 3:
+        if res.confidence is None and not res.informative and stage.spec.optional:
             trace.skipped.append(f"{stage.name}: {res.note}")
             continue
         add_result(trace, stage, res, (time.perf_counter() - t0) * 1000, 0, model)

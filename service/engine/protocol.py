@@ -6,6 +6,7 @@ log-probabilities. Everything vLLM-specific stays in ``vllm_local.py``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -51,6 +52,20 @@ class GenParams:
     top_logprobs: int | None = None
 
 
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of a streamed greedy completion: new text and its tokens.
+
+    The last delta of a stream carries ``final``: the whole completion, exactly what
+    ``generate`` would have returned for the same request (text, tokens, finish reason).
+    """
+
+    text: str
+    tokens: tuple[TokenInfo, ...] = ()
+    final: Completion | None = None
+    prompt_tokens: int = 0
+
+
 @runtime_checkable
 class EngineClient(Protocol):
     """What the cascade needs from a model server."""
@@ -63,8 +78,16 @@ class EngineClient(Protocol):
         """Generate ``params.n`` completions. Cancelling the call aborts the engine work."""
         ...
 
-    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
-        """Tokens the chat-templated prompt takes (for limits)."""
+    def stream(
+        self, messages: list[ChatMessage], params: GenParams, request_id: str
+    ) -> AsyncIterator[TextDelta]:
+        """One completion (``params.n == 1``) as it is generated; the last delta has
+        ``final``. Closing the iterator (or cancelling its consumer) aborts the work."""
+        ...
+
+    async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+        """Tokens the chat-templated prompt takes (for limits). Async: a remote engine asks
+        its server."""
         ...
 
     async def health(self) -> bool:

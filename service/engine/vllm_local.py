@@ -10,14 +10,23 @@ split by chunked prefill kills the CPU engine ("CPU Generator does not use offse
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
 
 from service.config import Settings
-from service.engine.protocol import ChatMessage, Completion, Generation, GenParams, TokenInfo
+from service.engine.protocol import (
+    ChatMessage,
+    Completion,
+    Generation,
+    GenParams,
+    TextDelta,
+    TokenInfo,
+)
 from service.errors import EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,7 @@ class VllmLocalEngine:
         # One request tokenizes its prompt up to three times (length check, greedy pass,
         # samples); the chat template is the slow part, so keep recent prompts' ids.
         self._encode = lru_cache(maxsize=1024)(self._encode_uncached)
+        self.chat_template_hash = template_hash(getattr(tokenizer, "chat_template", None))
 
     @classmethod
     async def start(cls, settings: Settings, model_path: str) -> VllmLocalEngine:
@@ -81,25 +91,54 @@ class VllmLocalEngine:
     def _prompt_ids(self, messages: list[ChatMessage]) -> tuple[int, ...]:
         return self._encode(tuple((m.role, m.content) for m in messages))
 
-    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+    async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
         return len(self._prompt_ids(messages))
+
+    def _sampling(self, params: GenParams, kind: str) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(
+            n=params.n, temperature=params.temperature, max_tokens=params.max_tokens,
+            logprobs=params.top_logprobs, output_kind=getattr(RequestOutputKind, kind),
+        )
+
+    async def stream(
+        self, messages: list[ChatMessage], params: GenParams, request_id: str
+    ) -> AsyncIterator[TextDelta]:
+        """Deltas as vLLM produces them (``RequestOutputKind.DELTA``); closing aborts."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        if params.n != 1:
+            raise ValueError("stream() generates one completion")
+        ids = self._prompt_ids(messages)
+        text: list[str] = []
+        tokens: list[TokenInfo] = []
+        n_tokens = 0
+        try:
+            async for out in self._llm.generate({"prompt_token_ids": list(ids)},
+                                                 self._sampling(params, "DELTA"), request_id):
+                c = out.outputs[0]
+                piece = self._completion(c, params.top_logprobs)
+                text.append(c.text)
+                tokens.extend(piece.tokens)
+                n_tokens += len(c.token_ids)
+                final = None
+                if out.finished:
+                    final = Completion("".join(text), tuple(tokens), n_tokens,
+                                       c.finish_reason or "stop")
+                yield TextDelta(c.text, piece.tokens, final, len(ids))
+        except EngineDeadError as exc:
+            raise EngineUnavailable("the inference engine has stopped; retry later") from exc
 
     async def generate(
         self, messages: list[ChatMessage], params: GenParams, request_id: str
     ) -> Generation:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError
 
         ids = self._prompt_ids(messages)
-        sp = SamplingParams(
-            n=params.n,
-            temperature=params.temperature,
-            max_tokens=params.max_tokens,
-            logprobs=params.top_logprobs,
-            # one output holding all n completions, at the end (no per-token streaming)
-            output_kind=RequestOutputKind.FINAL_ONLY,
-        )
+        # one output holding all n completions, at the end (no per-token streaming)
+        sp = self._sampling(params, "FINAL_ONLY")
         final = None
         try:
             async for out in self._llm.generate({"prompt_token_ids": list(ids)}, sp,
@@ -146,3 +185,10 @@ class VllmLocalEngine:
 
     async def aclose(self) -> None:
         self._llm.shutdown()
+
+
+def template_hash(template: object) -> str | None:
+    """A short, stable fingerprint of the chat template (pinned by calibration artifacts)."""
+    if not isinstance(template, str) or not template:
+        return None
+    return hashlib.sha256(template.encode("utf-8")).hexdigest()[:16]

@@ -2,8 +2,10 @@
 
     candor eval --artifact runs/calibration/ladder.json --dataset ladder --n 300 --out DIR
 
-The questions, cache and split are the calibration run's (same flags), so the
-held-out part is exactly the one the artifact never saw.
+With the calibration run's flags the questions and cache are the same; the artifact
+stores the keys of its fit, test and held-out questions, so evaluation never re-splits:
+it runs on the held-out questions (and any new ones) and fails when every question
+given was used for fitting.
 """
 
 from __future__ import annotations
@@ -18,16 +20,24 @@ def _eval(args: argparse.Namespace) -> int:
     from service.calibration.artifact import load_artifact
     from service.calibration.cli import gather
     from service.calibration.records import to_records
-    from service.eval.grading import make_encoder
+    from service.errors import CalibrationError
     from service.eval.report import evaluate, write_report
+    from service.labelled.grading import make_encoder
 
-    items, responses = gather(args)
+    try:
+        model = load_artifact(args.artifact) if args.artifact else None
+    except CalibrationError as exc:
+        raise SystemExit(f"candor: {exc.message}") from exc
+    items, responses, _ = gather(args)
     records = to_records(items, responses, make_encoder(items))
-    model = load_artifact(args.artifact) if args.artifact else None
-    summary = evaluate(records, model, split_seed=args.split_seed, holdout=args.holdout)
+    try:
+        summary = evaluate(records, model)
+    except ValueError as exc:
+        raise SystemExit(f"candor: {exc}") from exc
     out = args.out or Path("runs") / "eval" / Path(args.dataset).stem
-    write_report(summary, records, model, out, args.split_seed, args.holdout)
-    print(json.dumps({k: summary[k] for k in ("n", "accuracy", "auroc")}, indent=1))
+    write_report(summary, records, model, out)
+    print(json.dumps({k: summary[k] for k in ("n", "excluded_fitted", "accuracy", "auroc")},
+                     indent=1))
     print(f"report: {out / 'report.html'}")
     return 0
 
@@ -37,8 +47,7 @@ def add_eval_parser(sub: Any) -> None:
 
     p = sub.add_parser("eval", help="held-out metrics and an HTML report")
     add_common(p)
-    p.add_argument("--artifact", type=Path, default=None, help="calibration artifact")
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--holdout", type=float, default=0.3)
+    p.add_argument("--artifact", type=Path, default=None,
+                   help="calibration artifact: judged only on questions it never fitted on")
     p.add_argument("--out", type=Path, default=None, help="report directory")
     p.set_defaults(func=_eval)

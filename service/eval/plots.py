@@ -13,10 +13,11 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from service.calibration.artifact import CalibratedModel  # noqa: E402
-from service.calibration.records import N_STAGES, Record  # noqa: E402
+from service.calibration.records import Record  # noqa: E402
 from service.calibration.simulate import decide, replay  # noqa: E402
-from service.eval import metrics  # noqa: E402
-from service.eval.report import SIGNALS, signal_scores  # noqa: E402
+from service.cascade.stages import MAX_STAGE, N_STAGES  # noqa: E402
+from service.eval.scores import SIGNALS, signal_scores  # noqa: E402
+from service.labelled import metrics  # noqa: E402
 
 
 def _curves(records: Sequence[Record], model: CalibratedModel | None,
@@ -65,7 +66,8 @@ def make_plots(records: Sequence[Record], model: CalibratedModel | None, out: Pa
         paths.append(_save(fig, out / "reliability.png"))
     if model is not None and records:
         rp = replay(records, model)
-        pol, alpha = model.policy(None, 3)
+        choice = model.policy(None, MAX_STAGE)
+        pol, alpha = choice.policy, choice.target_risk
         o = decide(rp, pol.answer_threshold, pol.abstain_threshold, 3)
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for k in range(N_STAGES):

@@ -14,34 +14,14 @@ from typing import Any
 import numpy as np
 
 from service.calibration.artifact import CalibratedModel
-from service.calibration.build import heldout_metrics, split
-from service.calibration.records import N_STAGES, Record
+from service.calibration.build import heldout_metrics, unseen
+from service.calibration.records import Record
 from service.calibration.simulate import decide, replay
-from service.eval import metrics
+from service.cascade.stages import MAX_STAGE, N_STAGES
+from service.eval.scores import signal_aurocs, signal_scores
+from service.labelled import metrics
 
-# signal -> direction (+1: higher = more confident)
-SIGNALS = {
-    "token_entropy": -1, "mean_nll": -1, "min_token_prob": 1, "n_tokens": -1, "consistency": 1,
-    "n_clusters": -1, "semantic_entropy": -1, "mean_similarity": 1, "p_true": 1,
-}
-SAMPLING = ("consistency", "n_clusters", "semantic_entropy", "mean_similarity")
 COVERAGES = (0.25, 0.5, 0.75, 1.0)
-
-
-def signal_scores(records: Sequence[Record], name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(confidence-oriented score, correct) over the records that have the signal."""
-    rows = [r for r in records if name in r.signals]
-    s = np.array([SIGNALS[name] * r.signals[name] for r in rows], dtype=float)
-    return s, np.array([r.correct for r in rows], dtype=bool)
-
-
-def signal_aurocs(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name in SIGNALS:
-        s, y = signal_scores(records, name)
-        if len(s):
-            out[name] = {"auroc": metrics.auroc(s, y), "n": len(s)}
-    return out
 
 
 def selective(conf: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
@@ -63,15 +43,28 @@ def cost(records: Sequence[Record]) -> dict[str, Any]:
     return out
 
 
-def evaluate(records: Sequence[Record], model: CalibratedModel | None, split_seed: int = 0,
-             holdout: float = 0.3) -> dict[str, Any]:
-    """Metrics on the held-out split (all records when there is no artifact)."""
-    held = split(records, split_seed, holdout)["heldout"] if model else list(records)
+def eval_set(records: Sequence[Record], model: CalibratedModel | None) -> list[Record]:
+    """What an artifact may be judged on: the questions it never fitted on (its stored
+    held-out split, and new ones); every record when there is no artifact."""
+    if model is None:
+        return list(records)
+    held, dropped = unseen(records, model.spec)
+    if not held:
+        raise ValueError(f"all {len(records)} questions were used to fit calibration "
+                         f"{model.id} (its fit and test splits): evaluate it on its held-out "
+                         "questions or on new data")
+    return held
+
+
+def evaluate(records: Sequence[Record], model: CalibratedModel | None) -> dict[str, Any]:
+    """Metrics on the questions the artifact never saw (all records without an artifact)."""
+    held = eval_set(records, model)
     y = np.array([r.correct for r in held], dtype=bool)
     sampled = [r for r in held if r.ran[1]]
     single = [r for r in sampled if r.signals.get("homogeneous") == 1.0]
     out: dict[str, Any] = {
-        "n": len(held), "accuracy": float(y.mean()) if len(y) else None,
+        "n": len(held), "excluded_fitted": len(records) - len(held),
+        "accuracy": float(y.mean()) if len(y) else None,
         "auroc": signal_aurocs(held), "single_cluster_rate": len(single) / len(sampled)
         if sampled else None, "n_sampled": len(sampled),
         "auroc_single_cluster": signal_aurocs(single), "cost": cost(held),
@@ -85,7 +78,8 @@ def evaluate(records: Sequence[Record], model: CalibratedModel | None, split_see
         out["selective"]["fused"] = selective(fused, y)
         out["ece"] = metrics.ece(fused, y)
         out["guarantee"] = heldout_metrics(model, held)["risk"]
-        pol, alpha = model.policy(None, 3)
+        choice = model.policy(None, MAX_STAGE)
+        pol, alpha = choice.policy, choice.target_risk
         o = decide(rp, pol.answer_threshold, pol.abstain_threshold, 3)
         # tokens the early-exit cascade spends (stages up to where it stopped) vs all stages
         tok = np.array([r.tokens for r in held])  # 0 where a stage did not run
@@ -107,13 +101,12 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
 
 
 def write_report(summary: dict[str, Any], records: Sequence[Record],
-                 model: CalibratedModel | None, out: Path, split_seed: int = 0,
-                 holdout: float = 0.3) -> Path:
+                 model: CalibratedModel | None, out: Path) -> Path:
     """``summary.json``, the PNG plots and ``report.html`` under ``out``."""
     from service.eval.plots import make_plots
 
     out.mkdir(parents=True, exist_ok=True)
-    held = split(records, split_seed, holdout)["heldout"] if model else list(records)
+    held = eval_set(records, model)
     pngs = make_plots(held, model, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     keys = ("ece", "guarantee", "default_policy", "single_cluster_rate", "cost")

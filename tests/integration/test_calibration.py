@@ -19,7 +19,7 @@ from service.calibration.artifact import ArtifactSpec, save_artifact
 from service.calibration.build import build_artifact
 from service.calibration.collect import CollectSettings, collect
 from service.calibration.records import to_records
-from service.eval.ladder import arithmetic_ladder
+from service.labelled.ladder import arithmetic_ladder
 from tests.integration.conftest import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.integration

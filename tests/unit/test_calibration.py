@@ -10,17 +10,21 @@ import pytest
 
 from service.calibration.artifact import ArtifactSpec, CalibratedModel, load_artifact, save_artifact
 from service.calibration.build import build_artifact, split
+from service.calibration.pinning import serving_settings
 from service.calibration.simulate import Replay, decide, replay
 from service.calibration.thresholds import binomial_p_value, ltt_threshold
+from service.config import Settings
 from service.errors import BadRequest
 from tests.unit.calib_synth import synthetic_records
 
 MODEL = "SmolLM2-135M-Instruct"
+# the serving settings the unit tests' servers run with (tests/unit/test_calibration_api.py)
+SERVING = serving_settings(Settings(samples_n=4))
 
 
-def make_spec(n: int = 900, seed: int = 0, delta: float = 0.1) -> ArtifactSpec:
-    return build_artifact(synthetic_records(n, seed), dataset="synthetic", model_name=MODEL,
-                          seed=seed, delta=delta, holdout=0.3)
+def make_spec(n: int = 900, seed: int = 0, delta: float = 0.1, **kw: object) -> ArtifactSpec:
+    return build_artifact(synthetic_records(n, seed), dataset="synthetic", settings=SERVING,
+                          seed=seed, delta=delta, holdout=0.3, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +55,10 @@ def test_policy_table_and_target_risk(spec: ArtifactSpec) -> None:
     model = CalibratedModel(spec)
     rows = model.supported(3)
     assert rows, "synthetic data should support some alpha"
-    pol, honoured = model.policy(None, 3)
-    assert honoured == spec.default_alpha or honoured is None
-    pol, honoured = model.policy(0.27, 3)
+    choice = model.policy(None, 3)
+    assert choice.target_risk == spec.default_alpha or choice.target_risk is None
+    choice = model.policy(0.27, 3)
+    pol, honoured = choice.policy, choice.target_risk
     assert honoured is not None and honoured <= 0.27
     assert pol.answer_threshold == next(e.threshold for e in rows if e.alpha == honoured)
     assert pol.abstain_threshold <= pol.answer_threshold and pol.max_stage == 3

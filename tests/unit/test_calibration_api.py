@@ -15,11 +15,11 @@ from service.calibration.records import from_response
 from service.calibration.simulate import decide, replay
 from service.config import Settings
 from service.errors import CalibrationError
-from service.eval.datasets import Item
+from service.labelled.datasets import Item
 from service.main import create_app
 from service.state import CandorState
 from tests.fakes import FakeEmbedder, FakeEngine, Script
-from tests.unit.test_calibration import MODEL, make_spec
+from tests.unit.test_calibration import MODEL, SERVING, make_spec
 
 SCRIPTS = {  # from sure (sharp, low NLL, agreeing samples) to unsure (flat, diverse)
     f"k{i:02d}": Script(greedy=f"The answer is {i % 4}", logprob=-0.02 - 0.15 * i,
@@ -129,8 +129,10 @@ def test_spec_schema_is_versioned() -> None:
     assert ArtifactSpec.model_fields["version"].annotation is not None
 
 
-def test_calibrate_from_decision_log(tmp_path: Path) -> None:
-    """``candor calibrate --from-log``: labelled decision-log rows -> a loadable artifact."""
+@pytest.mark.parametrize("audited", [True, False])
+def test_calibrate_from_decision_log(tmp_path: Path, audited: bool) -> None:
+    """``candor calibrate --from-log``: labelled decision-log rows -> a loadable artifact,
+    with a guarantee only when the labels are the audit sample."""
     import sqlite3
 
     from service.decision_log import SCHEMA
@@ -143,12 +145,19 @@ def test_calibrate_from_decision_log(tmp_path: Path) -> None:
     for i, r in enumerate(synthetic_records(400, 4)):
         stages = [{"name": f"s{k}", "stage": k, "confidence": 0.5, "ms": 1.0, "tokens": 1,
                    "informative": r.informative[k]} for k in range(4)]
-        conn.execute("INSERT INTO decisions (id, ts, model, signals, stages, label) VALUES "
-                     "(?, ?, ?, ?, ?, ?)", (r.id, float(i), MODEL, json.dumps(r.signals),
-                                            json.dumps(stages), int(r.correct)))
+        conn.execute("INSERT INTO decisions (id, ts, model, signals, stages, label, audit, "
+                     "serving) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (r.id, float(i), MODEL, json.dumps(r.signals), json.dumps(stages),
+                      int(r.correct), int(audited), SERVING.model_dump_json()))
     conn.commit()
     conn.close()
     out = tmp_path / "from-log.json"
     assert cli(["calibrate", "--from-log", str(db), "--out", str(out)]) == 0
     model = load_artifact(out, expected_model=MODEL)
     assert model.spec.dataset == "decision-log" and model.spec.n == 400
+    assert model.spec.settings == SERVING
+    assert model.spec.guarantee is audited and model.spec.labels == (
+        "audit" if audited else "self-selected")
+    choice = model.policy(None, 3)
+    if not audited:  # maps, but no promise: the answer says why
+        assert choice.target_risk is None and choice.reason.startswith("no_guarantee:")

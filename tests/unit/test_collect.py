@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from service.calibration.collect import CollectError, CollectSettings, collect, read_cache
-from service.eval.datasets import Item
+from service.labelled.datasets import Item
 
 ITEMS = [Item(f"q{i}", f"What is {i} + 1?", str(i + 1), "numeric") for i in range(4)]
 CFG = CollectSettings(max_tokens=8, max_stage=0, concurrency=4)

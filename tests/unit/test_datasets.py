@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.eval.datasets import load_dataset, load_jsonl
-from service.eval.grading import grade, grade_numeric, grade_truthfulqa
-from service.eval.ladder import arithmetic_ladder
+from service.labelled.datasets import load_dataset, load_jsonl
+from service.labelled.grading import grade, grade_numeric, grade_truthfulqa
+from service.labelled.ladder import arithmetic_ladder
 from service.signals.normalize import final_number
 
 

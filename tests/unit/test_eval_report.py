@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from service.calibration.artifact import CalibratedModel
-from service.eval import metrics
 from service.eval.report import evaluate, write_report
+from service.labelled import metrics
 from tests.unit.calib_synth import synthetic_records
 from tests.unit.test_calibration import make_spec
 
@@ -31,8 +31,9 @@ def test_metrics_on_known_cases() -> None:
 def test_evaluate_and_report(tmp_path: Path) -> None:
     recs = synthetic_records(600, 2)
     model = CalibratedModel(make_spec(600, 2))
-    s = evaluate(recs, model, 2, 0.3)
-    assert s["n"] == 180 and 0 <= s["ece"] < 0.2 and s["auroc"]["fused"]["auroc"] > 0.7
+    s = evaluate(recs, model)
+    assert s["n"] == 180 and s["excluded_fitted"] == 420
+    assert 0 <= s["ece"] < 0.2 and s["auroc"]["fused"]["auroc"] > 0.7
     assert s["auroc"]["token_entropy"]["auroc"] > 0.6 and 0 < s["single_cluster_rate"] < 0.5
     assert set(s["selective"]["fused"]["accuracy_at_coverage"]) == {"0.25", "0.5", "0.75", "1"}
     pol = s["default_policy"]
@@ -41,7 +42,7 @@ def test_evaluate_and_report(tmp_path: Path) -> None:
     assert 0 < pol["mean_tokens"] <= pol["mean_tokens_all_stages"]
     if pol["stage_mix"]["3"] < 1.0:
         assert pol["mean_tokens"] < pol["mean_tokens_all_stages"]
-    page = write_report(s, recs, model, tmp_path, 2, 0.3)
+    page = write_report(s, recs, model, tmp_path)
     assert "AUROC per signal" in page.read_text()
     for png in ("risk_coverage", "roc", "reliability", "stage_mix"):
         assert (tmp_path / f"{png}.png").stat().st_size > 5000

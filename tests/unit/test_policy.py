@@ -34,6 +34,8 @@ def test_uncalibrated_mean_of_informative_stages() -> None:
     # an uninformative stage leaves no conf_* key: the mean stays on the informative ones
     assert m.confidence(2, {"conf_token": 0.6, "conf_semantic": 0.3}) == pytest.approx(0.45)
     assert m.confidence(0, {}) == 0.0
-    policy, risk = m.policy(0.1, 2)
+    choice = m.policy(0.1, 2)
+    policy = choice.policy
     assert (policy.answer_threshold, policy.abstain_threshold, policy.max_stage) == (0.8, 0.2, 2)
-    assert risk is None and m.calibrated is False
+    assert choice.target_risk is None and m.calibrated is False
+    assert choice.reason is not None and choice.reason.startswith("uncalibrated:")

@@ -16,7 +16,7 @@ from pathlib import Path
 from service.calibration.build import build_artifact
 from service.calibration.cli import DEFAULT_DATA, gather
 from service.calibration.records import to_records
-from service.eval.grading import make_encoder
+from service.labelled.grading import make_encoder
 
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 

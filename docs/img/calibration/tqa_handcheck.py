@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from service.calibration.cli import DEFAULT_DATA, gather
-from service.eval.grading import grade_truthfulqa, make_encoder
+from service.labelled.grading import grade_truthfulqa, make_encoder
 
 
 def main() -> None:

@@ -12,28 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from service.labelled.items import Grader, Item
+from service.labelled.ladder import arithmetic_ladder
 from service.signals.normalize import final_number
 
-Grader = Literal["numeric", "truthfulqa", "text"]
 DATASETS = ("ladder", "gsm8k", "truthfulqa", "truthfulqa-2021")
-
-
-@dataclass(frozen=True)
-class Item:
-    """One labelled question. ``answer`` is the reference; refs are for TruthfulQA."""
-
-    id: str
-    question: str
-    answer: str
-    grader: Grader
-    task: str = "auto"
-    correct_refs: tuple[str, ...] = ()
-    incorrect_refs: tuple[str, ...] = ()
-    meta: dict[str, str] = field(default_factory=dict)
+__all__ = ["DATASETS", "Item", "load_dataset"]
 
 
 def load_gsm8k(path: Path) -> list[Item]:
@@ -90,8 +76,6 @@ def load_dataset(name: str, data_dir: Path, n: int | None = None, seed: int = 0)
 
     ``n`` draws a seeded random subset (the ladder is generated with ``n`` items).
     """
-    from service.eval.ladder import arithmetic_ladder
-
     if name == "ladder":
         return arithmetic_ladder(n or 400, seed=seed)
     if name == "gsm8k":

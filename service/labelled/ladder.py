@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from service.eval.datasets import Item
+from service.labelled.items import Item
 
 OPS = ("+", "-", "*")
 _WORD = {"+": "plus", "-": "minus", "*": "times"}

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from service.labelled.items import Item
 from service.signals.normalize import final_number
 
-if TYPE_CHECKING:
-    from service.eval.datasets import Item
 
 def grade_numeric(answer: str, reference: str) -> bool:
     got, want = final_number(answer), final_number(reference)

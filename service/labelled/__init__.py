@@ -1,0 +1,5 @@
+"""Labelled questions, their graders and the selective-prediction metrics.
+
+Below both ``calibration`` and ``eval`` (which import it, never the reverse), so the
+one definition of an item, a grade and a metric serves fitting and evaluation alike.
+"""
