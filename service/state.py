@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from service import schemas
 from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.cascade.policy import ConfidenceModel, UncalibratedModel
-from service.cascade.providers import Providers
+from service.cascade.providers import OnDelta, Providers
 from service.cascade.runner import Cascade
 from service.cascade.score import score as score_answers
 from service.cascade.stages import Stage, default_stages
@@ -137,7 +137,8 @@ class CandorState:
         return self.cascade
 
     # -- requests ----------------------------------------------------------------------------
-    async def answer(self, req: schemas.AnswerRequest, endpoint: str) -> schemas.AnswerResponse:
+    async def answer(self, req: schemas.AnswerRequest, endpoint: str,
+                     on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
         cascade = self._require_cascade()
         if self.inflight >= self.settings.max_inflight:
             raise Overloaded(
@@ -148,7 +149,7 @@ class CandorState:
         self.metrics.inflight.set(self.inflight)
         t0 = time.perf_counter()
         try:
-            resp = await cascade.answer(req)
+            resp = await cascade.answer(req, on_delta)
         finally:
             self.inflight -= 1
             self.metrics.inflight.set(self.inflight)

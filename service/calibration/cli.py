@@ -33,7 +33,8 @@ log = logging.getLogger("candor.calibrate")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help=f"{' | '.join(DATASETS)} | path.jsonl")
+    p.add_argument("--dataset", default=None,
+                   help=f"{' | '.join(DATASETS)} | path.jsonl | path.csv")
     p.add_argument("--n", type=int, default=None, help="questions (seeded subset)")
     p.add_argument("--seed", type=int, default=0, help="dataset subset / ladder seed")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
