@@ -11,7 +11,10 @@ Budget: three short requests (max_tokens 12, stage 0) and one abandoned at 2 tok
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -91,3 +94,16 @@ def test_closing_a_live_stream_aborts_the_engine_request(live_server: LiveServer
     print("STREAM_REPORT", json.dumps({"mode": "live-disconnect", "tokens_after_open": used,
                                        "idle_check_s": round(time.perf_counter() - t_close,
                                                              1)}))
+
+
+def test_the_documented_live_example_runs(live_server: LiveServer) -> None:
+    """docs/api.md's live-streaming snippet, verbatim but for the server's address."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    code = next(b.removeprefix("python\n") for b in doc.split("```")[1::2]
+                if '"stream_mode": "live"' in b)
+    out = subprocess.run([sys.executable, "-c", code.replace("http://127.0.0.1:8000",
+                                                             live_server.url)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    decision = out.stdout.split()[-2]
+    assert decision in ("answer", "abstain"), out.stdout

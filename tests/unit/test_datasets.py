@@ -11,8 +11,8 @@ import pytest
 
 from service.labelled.datasets import DatasetError, load_dataset, load_jsonl
 from service.labelled.grading import grade, grade_numeric, grade_text, grade_truthfulqa
-from service.labelled.userdata import is_number
 from service.labelled.ladder import arithmetic_ladder
+from service.labelled.userdata import is_number
 from service.signals.normalize import final_number
 
 
@@ -157,3 +157,20 @@ def test_cli_reports_a_bad_line_without_a_traceback(tmp_path: Path, command: str
          "--max-stage", "0"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode != 0 and "Traceback" not in out.stderr + out.stdout
     assert out.stderr.strip().splitlines()[-1].startswith(f"candor: {p}:2: not valid JSON")
+
+
+def test_the_documented_examples_load(tmp_path: Path) -> None:
+    """docs/api.md's JSONL and CSV examples, verbatim."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = doc.split("## Bring your own labelled data", 1)[1].split("\n## ", 1)[0]
+    blocks = {}
+    for part in section.split("```")[1::2]:
+        lang, _, body = part.partition("\n")
+        blocks[lang] = body
+    (tmp_path / "doc.jsonl").write_text(blocks["json"])
+    (tmp_path / "doc.csv").write_text(blocks["csv"])
+    shake, paris, legs = load_dataset(str(tmp_path / "doc.jsonl"), tmp_path)
+    assert grade(shake, "It was written by Shakespeare.") and paris.id == "geo-1"
+    assert legs.grader == "numeric" and grade(legs, "A spider has 8 legs.")
+    calc, rome = load_dataset(str(tmp_path / "doc.csv"), tmp_path)
+    assert calc.grader == "numeric" and rome.correct_refs == ("Rome", "Roma")
