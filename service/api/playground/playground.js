@@ -16,6 +16,7 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+const capitalise = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 const pct = (x) => (x == null ? "n/a" : `${(100 * x).toFixed(1)}%`);
 
 function request() {
@@ -108,7 +109,7 @@ function renderPromise(c) {
       `error rate is ≤ ${pct(c.target_risk)}, with probability ≥ ${pct(1 - c.delta)}.`;
   } else {
     p.className = "promise none";
-    p.textContent = c.reason ? `No promise for this answer. ${c.reason}`
+    p.textContent = c.reason ? `No promise for this answer. ${capitalise(c.reason)}.`
       : "Uncalibrated: the confidence is a score, not a promise.";
   }
 }
