@@ -26,6 +26,7 @@ class Policy(BaseModel):
     answer_threshold: float | None = Field(default=None, ge=0, le=1)
     abstain_threshold: float | None = Field(default=None, ge=0, le=1)
     run_all: bool = False
+    audit_rate: float | None = Field(default=None, ge=0, le=1)
 
 
 class Signals(_Model):
