@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from service.signals.base import SignalContext, SignalResult
 from service.signals.normalize import normalize_answer
 
-
 # When do homogeneous samples carry no information? "any": whenever all samples fall in
 # one cluster; "with_greedy": only when that cluster holds the greedy answer (a single
 # cluster that excludes it says the greedy answer is likely wrong). Chosen from data:
