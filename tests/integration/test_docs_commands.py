@@ -57,7 +57,7 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
     out = json.loads(run(calibrate + " --no-progress", cwd, env, 900))
     artifact = json.loads((cwd / "runs/calibration/ladder.json").read_text())
     assert out["id"] == artifact["id"] and artifact["settings"]["answer_max_tokens"] == 16
-    assert artifact["settings"]["chat_template"], "pinned from the auto-started engine"
+    assert artifact["settings"]["chat_template"], "pinned from the in-process engine"
     assert "mu" in artifact["feasibility"] and artifact["n"] == N
     t_cal = time.monotonic() - t0
 
@@ -92,4 +92,4 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
-    print(f"README flow: calibrate {t_cal:.0f} s (own server), eval on {held} held-out")
+    print(f"README flow: calibrate {t_cal:.0f} s (in-process engine), eval on {held} held-out")
