@@ -13,16 +13,19 @@ when it is not):
 
 It prints how often each case occurs, each case's accuracy, and AUROC under both rules.
 
-    .venv/bin/python benchmarks/homogeneity_rule.py [--n 200] [--max-digits 2]
+    .venv/bin/python benchmarks/homogeneity_rule.py [--n 200] [--max-digits 2] \
+        [--save runs/bench/ladder-samples.jsonl | --load runs/bench/ladder-samples.jsonl]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,16 +39,17 @@ from service.labelled.grading import grade_numeric  # noqa: E402
 from service.labelled.ladder import arithmetic_ladder  # noqa: E402
 from service.labelled.metrics import auroc  # noqa: E402
 from service.signals.consistency import consistency_stats  # noqa: E402
+from service.signals.normalize import normalize_answer  # noqa: E402
 
 
-async def collect(n: int, max_digits: int, max_tokens: int, seed: int) -> list[dict[str, float]]:
+async def collect(n: int, max_digits: int, max_tokens: int, seed: int) -> list[dict[str, Any]]:
     s = Settings()
     items = arithmetic_ladder(n, seed=seed, max_digits=max_digits)
     engine = await start_engine(s)
     sem = asyncio.Semaphore(8)
     bar = tqdm(total=n, desc="questions", unit="q")
 
-    async def one(i: int) -> dict[str, float]:
+    async def one(i: int) -> dict[str, Any]:
         msgs = [ChatMessage("user", items[i].question)]
         async with sem:
             g = await engine.generate(msgs, GenParams(1, 0.0, max_tokens, s.top_logprobs),
@@ -56,9 +60,11 @@ async def collect(n: int, max_digits: int, max_tokens: int, seed: int) -> list[d
         comp = g.completions[0]
         nll = -float(np.mean([t.logprob for t in comp.tokens])) if comp.tokens else math.inf
         st = consistency_stats(comp.text, [c.text for c in samp.completions], "math")
+        g = normalize_answer(comp.text, "math")
         return {"correct": float(grade_numeric(comp.text, items[i].answer)),
                 "token": math.exp(-nll), "agree": st.consistency,
-                "homogeneous": float(st.homogeneous)}
+                "homogeneous": float(st.homogeneous), "greedy": g,
+                "samples": st.normalized, "digits": int(items[i].meta["digits"])}
 
     try:
         return list(await asyncio.gather(*(one(i) for i in range(n))))
@@ -67,7 +73,7 @@ async def collect(n: int, max_digits: int, max_tokens: int, seed: int) -> list[d
         await engine.aclose()
 
 
-def score(rows: list[dict[str, float]], rule: str) -> np.ndarray:
+def score(rows: list[dict[str, Any]], rule: str) -> np.ndarray:
     out = []
     for r in rows:
         uninformative = r["homogeneous"] and (rule == "any" or r["agree"] > 0)
@@ -75,7 +81,7 @@ def score(rows: list[dict[str, float]], rule: str) -> np.ndarray:
     return np.array(out)
 
 
-def report(rows: list[dict[str, float]]) -> None:
+def report(rows: list[dict[str, Any]]) -> None:
     y = np.array([r["correct"] for r in rows], dtype=bool)
     cases = {
         "single cluster, holds greedy": [r["homogeneous"] and r["agree"] > 0 for r in rows],
@@ -99,8 +105,19 @@ def main() -> None:
     p.add_argument("--max-digits", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=10)
     p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--save", type=Path, default=None,
+                   help="write the per-question rows (JSONL; benchmarks/adaptive_sampling.py "
+                        "reads them)")
+    p.add_argument("--load", type=Path, default=None, help="read saved rows, no engine")
     a = p.parse_args()
-    report(asyncio.run(collect(a.n, a.max_digits, a.max_tokens, a.seed)))
+    if a.load:
+        rows = [json.loads(ln) for ln in a.load.read_text().splitlines() if ln.strip()]
+    else:
+        rows = asyncio.run(collect(a.n, a.max_digits, a.max_tokens, a.seed))
+    if a.save:
+        a.save.parent.mkdir(parents=True, exist_ok=True)
+        a.save.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report(rows)
 
 
 if __name__ == "__main__":

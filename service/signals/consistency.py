@@ -76,6 +76,7 @@ class ConsistencySignal:
             "consistency": stats.consistency,
             "n_clusters": stats.n_clusters,
             "homogeneous": stats.homogeneous,
+            "samples_drawn": len(samples),
         }
         ctx._memo["consistency_stats"] = stats
         if sampling_uninformative(stats.homogeneous, stats.consistency):
