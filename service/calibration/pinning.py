@@ -60,8 +60,8 @@ class ServingSettings(BaseModel):
 
 
 SIGNAL_FIELDS = ("model", "dtype", "samples_n", "sample_temperature", "sample_max_tokens",
-                 "samples_adaptive", "samples_round", "samples_confidence", "top_logprobs", "embedding_model", "cluster_similarity", "nli_model",
-                 "chat_template")
+                 "samples_adaptive", "samples_round", "samples_confidence", "top_logprobs",
+                 "embedding_model", "cluster_similarity", "nli_model", "chat_template")
 REQUEST_FIELDS = ("answer_max_tokens", "system_prompt")
 WARN_FIELDS = ("candor_version",)
 
