@@ -26,11 +26,25 @@ N = 40  # the README says 300: same flags, fewer questions
 def readme_flow() -> list[str]:
     lines = [c.line for c in doc_commands() if c.source.startswith("README.md")]
     flow = [ln for ln in lines if " calibrate " in ln or " eval " in ln]
+    assert len(flow) == 2, flow
     text = (REPO / "README.md").read_text()
     flow += [ln.strip() for _, block in blocks(text) for ln in block
              if ln.strip().startswith("CANDOR_CALIBRATION=") and ln.strip().endswith("make serve")]
     assert len(flow) == 3, flow
-    return [re.sub(r"--n \d+", f"--n {N}", ln) for ln in flow]
+    return [small(ln) for ln in flow]
+
+
+def small(line: str) -> str:
+    return re.sub(r"--n \d+", f"--n {N}", line)
+
+
+def calibration_md_flow() -> list[str]:
+    """docs/calibration.md's dataset calibrate/eval commands (its --from-log one needs a
+    labelled decision log: tests/unit/test_calibration_api.py runs that form)."""
+    lines = [c.line for c in doc_commands() if c.source.startswith("calibration.md")]
+    flow = [small(ln) for ln in lines if "--dataset" in ln]
+    assert len(flow) == 2, lines
+    return flow
 
 
 def scratch_clone(tmp: Path) -> Path:
@@ -54,6 +68,7 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
     cwd = scratch_clone(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANDOR_")}
     env["CANDOR_KV_CACHE_GIB"] = "2"
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"  # `candor` as installed
 
     t0 = time.monotonic()
     out = json.loads(run(calibrate + " --no-progress", cwd, env, 900))
@@ -67,6 +82,13 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
     held = len(artifact["split_keys"]["heldout"])
     assert summary["n"] == held and summary["excluded_fitted"] == N - held
     assert (cwd / "runs/eval/ladder/report.html").exists()
+
+    # docs/calibration.md's commands: same questions and settings, so from the cache
+    md_calibrate, md_eval = calibration_md_flow()
+    out = json.loads(run(md_calibrate + " --no-progress", cwd, env, 300))
+    artifact = json.loads((cwd / "runs/calibration/ladder.json").read_text())
+    assert out["id"] == artifact["id"] and artifact["default_alpha"] == 0.3
+    run(md_eval + " --no-progress", cwd, env, 300)
 
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
