@@ -23,7 +23,9 @@ from service.engine.protocol import (
     TextDelta,
 )
 from service.errors import BadRequest, EngineUnavailable, PayloadTooLarge
+from service.signals.adaptive import decided, rounds
 from service.signals.judge import P_TRUE_TEMPLATE, p_true_from_top
+from service.signals.normalize import normalize_answer
 
 CONTEXT_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
 OnDelta = Callable[[str, TextDelta], Awaitable[None]]  # (request id, delta)
@@ -36,6 +38,14 @@ def build_messages(question: str, system: str | None, context: str | None) -> li
     return msgs
 
 
+@dataclass(frozen=True)
+class AdaptiveSampling:
+    """Stage-1 samples in rounds of ``round_size``, stopped once decided (``adaptive.py``)."""
+
+    round_size: int
+    confidence: float
+
+
 @dataclass
 class Providers:
     engine: EngineClient
@@ -45,6 +55,7 @@ class Providers:
     sample_max_tokens: int
     max_model_len: int
     max_question_chars: int
+    adaptive: AdaptiveSampling | None = None
     embed: Callable[[list[str]], Awaitable[np.ndarray]] | None = None
     nli: Callable[[list[tuple[str, str]]], Awaitable[np.ndarray]] | None = None
     _tokens: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -90,14 +101,27 @@ class Providers:
         self._tokens.pop(rid, None)
 
     def signal_providers(
-        self, messages: list[ChatMessage], rid: str, max_tokens: int
+        self, messages: list[ChatMessage], rid: str, max_tokens: int, answer: str = "",
+        task: str = "auto",
     ) -> dict[str, Any]:
-        async def samples() -> list[str]:
-            params = GenParams(n=self.samples_n, temperature=self.sample_temperature,
+        async def draw(n: int, tag: str) -> list[str]:
+            params = GenParams(n=n, temperature=self.sample_temperature,
                                max_tokens=min(max_tokens, self.sample_max_tokens))
-            gen = await self.engine.generate(messages, params, f"{rid}-samples")
+            gen = await self.engine.generate(messages, params, f"{rid}-samples{tag}")
             self._tokens[rid] += gen.completion_tokens
             return [c.text for c in gen.completions]
+
+        async def samples() -> list[str]:
+            if self.adaptive is None:
+                return await draw(self.samples_n, "")
+            greedy = normalize_answer(answer, task)
+            out: list[str] = []
+            for i, size in enumerate(rounds(self.samples_n, self.adaptive.round_size)):
+                out += await draw(size, f"-{i}")  # the prompt's prefix is cached
+                agree = sum(normalize_answer(s, task) == greedy for s in out)
+                if decided(agree, len(out), self.adaptive.confidence):
+                    break
+            return out
 
         async def p_true(question: str, answer: str) -> float | None:
             prompt = [ChatMessage("user", P_TRUE_TEMPLATE.format(question=question,

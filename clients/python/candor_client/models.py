@@ -38,6 +38,7 @@ class Signals(_Model):
     consistency: float | None = None
     n_clusters: int | None = None
     homogeneous: bool | None = None
+    samples_drawn: int | None = None
     semantic_entropy: float | None = None
     mean_similarity: float | None = None
     p_true: float | None = None
