@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
     enforce_eager: bool = True
     cache_dir: Path = Field(default=Path.home() / ".cache" / "candor")
+    engine: Literal["local", "remote"] = Field(
+        default="local", description="local: vLLM in this process; remote: vLLM OpenAI "
+        "servers at engine_url (docs/deployment.md).")
+    engine_url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Remote engine base URLs, comma-separated.")
+    engine_api_key: SecretStr | None = None
+    engine_timeout_s: float = Field(default=300.0, gt=0, description="Per engine request.")
+    engine_connect_timeout_s: float = Field(default=5.0, gt=0)
+    engine_attempts: int = Field(default=3, ge=1, description="Tries over the URLs on a "
+                                 "connection failure.")
 
     # --- server -------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -88,7 +98,7 @@ class Settings(BaseSettings):
     engine_exit_grace_s: float = Field(default=5.0, ge=0)
     exit_on_engine_failure: bool = True
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "engine_url", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -101,6 +111,8 @@ class Settings(BaseSettings):
             raise ValueError("abstain_threshold must be <= answer_threshold")
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError("default_max_tokens must be <= max_tokens_limit")
+        if self.engine == "remote" and not self.engine_url:
+            raise ValueError("CANDOR_ENGINE=remote needs CANDOR_ENGINE_URL")
         return self
 
     @property

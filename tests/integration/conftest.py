@@ -91,6 +91,12 @@ def stop_server(server: LiveServer) -> None:
             server.proc.wait(timeout=10)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Remote-engine tests last: they start a second engine (a vLLM server) only after
+    every test that uses the session ``live_server`` is done with it."""
+    items.sort(key=lambda item: item.get_closest_marker("remote_engine") is not None)
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = start_server(tmp_path_factory.mktemp("candor"))
