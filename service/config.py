@@ -90,6 +90,9 @@ class Settings(BaseSettings):
         default=None, description="SQLite decision log path (`candor serve` default: "
         "<cache_dir>/decisions.sqlite unless decision_log_enabled is false).",
     )
+    decision_log_url: str | None = Field(
+        default=None, description="sqlite:///path or postgresql://user@host/db (shared by "
+        "replicas); wins over decision_log.")
     decision_log_enabled: bool = True
     log_text: bool = False
     log_retention_days: int = Field(default=30, ge=1)
@@ -114,6 +117,13 @@ class Settings(BaseSettings):
         if self.engine == "remote" and not self.engine_url:
             raise ValueError("CANDOR_ENGINE=remote needs CANDOR_ENGINE_URL")
         return self
+
+    @property
+    def decision_log_target(self) -> str | Path | None:
+        """Where the decision log goes: the URL, else the SQLite path, else nowhere."""
+        if not self.decision_log_enabled:
+            return None
+        return self.decision_log_url or self.decision_log
 
     @property
     def model_name(self) -> str:

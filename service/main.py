@@ -78,10 +78,11 @@ def create_app(
             state.attach(engine, embedder)
         else:
             task = asyncio.create_task(load_engine(state))
-        if settings.decision_log is not None and state.decision_log is None:
+        target = settings.decision_log_target
+        if target is not None and state.decision_log is None:
             state.decision_log = await asyncio.to_thread(
-                DecisionLog, settings.decision_log, log_text=settings.log_text,
-                retention_days=settings.log_retention_days)
+                DecisionLog, target, log_text=settings.log_text,
+                retention_days=settings.log_retention_days, metrics=state.metrics)
         watch = None
         if engine is None and settings.engine == "local" and settings.engine_watchdog_s > 0:
             # in-process engine: supervise it (a remote one recovers on its own: /readyz)
@@ -117,7 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
-    if settings.decision_log is None and settings.decision_log_enabled:
+    if settings.decision_log_target is None and settings.decision_log_enabled:
         settings = settings.model_copy(
             update={"decision_log": settings.cache_dir / "decisions.sqlite"})
     logging.basicConfig(level=settings.log_level.upper(),

@@ -26,6 +26,10 @@ async def readyz(state: StateDep) -> dict[str, str]:
         detail = state.load_error or ("engine not loaded yet" if state.engine is None
                                       else "the engine does not answer its health check")
         raise EngineUnavailable(f"not ready: {detail}", headers={"Retry-After": "5"})
+    dlog = state.decision_log
+    if dlog is not None and not dlog.healthy:  # answers flow; labels and rows do not
+        return {"status": "degraded", "model": state.settings.model_name,
+                "decision_log": dlog.last_error or "failing"}
     return {"status": "ready", "model": state.settings.model_name}
 
 
