@@ -81,7 +81,13 @@ class Settings(BaseSettings):
     )
 
     # --- reliability and security -------------------------------------------------------
-    max_inflight: int = Field(default=32, ge=1)
+    max_inflight: int = Field(default=32, ge=1, description="Hard ceiling on admitted "
+                              "requests (per pool: answers, score).")
+    admission: Literal["adaptive", "fixed"] = Field(
+        default="adaptive", description="adaptive: a latency-driven limit under the ceiling "
+        "(service/admission.py); fixed: max_inflight only.")
+    admission_initial_limit: int = Field(default=4, ge=1, description="Where the adaptive "
+                                         "limit starts (it grows while latency stays flat).")
     max_budget_ms: int = Field(default=120_000, ge=100)
     max_body_bytes: int = Field(default=256_000, ge=1024)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
