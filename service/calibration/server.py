@@ -60,7 +60,8 @@ def local_server(log_path: Path, max_tokens: int, extra_env: dict[str, str] | No
     env = {
         **os.environ, "CANDOR_HOST": "127.0.0.1", "CANDOR_PORT": str(port),
         "CANDOR_MAX_TOKENS_LIMIT": str(limit), "CANDOR_MAX_BUDGET_MS": "600000",
-        "CANDOR_MAX_INFLIGHT": "64", **(extra_env or {}),
+        "CANDOR_MAX_INFLIGHT": "64", "CANDOR_ADMISSION": "fixed",  # a batch job: throughput
+        **(extra_env or {}),
     }
     env.pop("CANDOR_CALIBRATION", None)  # collect with the uncalibrated cascade
     exe = Path(sys.executable).with_name("candor")

@@ -56,6 +56,10 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> LiveServ
         "CANDOR_DEFAULT_MAX_TOKENS": "48",
         "CANDOR_SAMPLE_MAX_TOKENS": "32",
         "CANDOR_MAX_BUDGET_MS": "90000",
+        # The session server keeps the fixed ceiling its tests were written against (batch
+        # collection at concurrency 24, the 2x-capacity load test); the adaptive limit is
+        # tested in tests/unit/test_admission*.py and serves the remote-engine tests.
+        "CANDOR_ADMISSION": "fixed",
         **(extra_env or {}),
     }
     log_path = tmp / f"candor-{port}.log"

@@ -57,6 +57,7 @@ def engine(local_answers: dict[str, dict],
 def remote(engine: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = start_server(tmp_path_factory.mktemp("candor-remote"),
                           {"CANDOR_ENGINE": "remote", "CANDOR_ENGINE_URL": engine.url,
+                           "CANDOR_ADMISSION": "adaptive",
                            "CANDOR_ENGINE_CONNECT_TIMEOUT_S": "2", "CANDOR_ENGINE_ATTEMPTS": "2"})
     yield server
     stop_server(server)
@@ -105,6 +106,27 @@ async def test_client_disconnect_aborts_the_engine_request(remote: LiveServer,
             break
         await asyncio.sleep(0.1)
     assert await asyncio.to_thread(engine.running) == 0  # aborted, well before 64 tokens
+
+
+async def test_stream_matches_generate_on_the_real_server(engine: VllmServer) -> None:
+    from service.engine.openai_remote import OpenAIRemoteEngine
+    from service.engine.protocol import ChatMessage, GenParams
+
+    eng = OpenAIRemoteEngine([engine.url], "SmolLM2-135M-Instruct")
+    msgs = [ChatMessage("user", QUESTIONS[0])]
+    params = GenParams(max_tokens=12, top_logprobs=5)
+    try:
+        gen = await eng.generate(msgs, params, "gen-1")
+        deltas = [d async for d in eng.stream(msgs, params, "stream-1")]
+    finally:
+        await eng.aclose()
+    final = deltas[-1].final
+    assert final is not None and all(d.final is None for d in deltas[:-1])
+    assert "".join(d.text for d in deltas) == final.text == gen.completions[0].text
+    assert final.n_tokens == gen.completions[0].n_tokens == len(final.tokens)
+    for a, b in zip(final.tokens, gen.completions[0].tokens, strict=True):
+        assert a.token == b.token and a.logprob == pytest.approx(b.logprob, abs=TOL)
+    assert deltas[-1].prompt_tokens == gen.prompt_tokens > 0
 
 
 def test_engine_killed_503_then_recovers_without_restart(remote: LiveServer,
