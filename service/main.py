@@ -162,8 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str] | None = None) -> int:
+    """The ``candor`` command. Bad settings end in one line per problem, never a traceback."""
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        for e in exc.errors():
+            field = ".".join(map(str, e["loc"]))
+            name = f"CANDOR_{field.upper()}" if field else "settings"
+            print(f"candor: invalid setting {name}: {e['msg']}", file=sys.stderr)
+        return 2
+    except CalibrationError as exc:
+        print(f"candor: {exc.message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from service.calibration.collect import CollectError, CollectSettings, collect
-from service.calibration.pinning import ServingSettings, serving_settings
+from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.calibration.records import Record, from_response, to_records
 from service.calibration.thresholds import DEFAULT_ALPHAS
 from service.cascade.stages import MAX_STAGE, N_STAGES
@@ -93,10 +93,16 @@ def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]], 
 
     if args.server:
         serving = settings_for(args.server)
+        save_serving(cache, serving)
         return items, asyncio.run(run(args.server, config(serving))), serving
     from service.calibration.collect import read_cache
 
-    serving = serving_for(args, load_serving(cache))
+    serving = local = serving_for(args, None)
+    saved = load_serving(cache)
+    if saved is not None:  # the server that filled the cache knew its chat template
+        kept = serving_for(args, saved)
+        if not compare(kept, local, check_template=False)[0]:
+            serving = kept
     cfg, cached = config(serving), read_cache(cache)
     if all(cfg.key(it) in cached for it in items):
         return items, [cached[cfg.key(it)] for it in items], serving

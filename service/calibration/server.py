@@ -46,24 +46,43 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def local_server(log_path: Path, max_tokens: int, extra_env: dict[str, str] | None = None,
-                 ready_timeout_s: float = 600.0) -> Iterator[str]:
-    """Yield the base URL of a ready server; the server's log goes to ``log_path``."""
+def server_env(base: dict[str, str], port: int, max_tokens: int,
+               extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The auto-started server's environment: ``base`` plus only settings that change no
+    signal. Raises ``ServerStartError`` when the resulting settings are invalid."""
+    from pydantic import ValidationError
+
     from service.config import Settings
 
-    port = _free_port()
+    def settings(env: dict[str, str]) -> Settings:
+        keys = {k[len("CANDOR_"):].lower(): v for k, v in env.items()
+                if k.startswith("CANDOR_") and v != ""}
+        return Settings.model_validate(keys)
+
     try:
-        limit = max(Settings().max_tokens_limit, max_tokens)
-    except ValueError as exc:  # pydantic's ValidationError: the environment's own settings
-        raise ServerStartError(f"the CANDOR_* settings are invalid: {exc}") from exc
-    env = {
-        **os.environ, "CANDOR_HOST": "127.0.0.1", "CANDOR_PORT": str(port),
-        "CANDOR_MAX_TOKENS_LIMIT": str(limit), "CANDOR_MAX_BUDGET_MS": "600000",
-        "CANDOR_MAX_INFLIGHT": "64", "CANDOR_ADMISSION": "fixed",  # a batch job: throughput
-        **(extra_env or {}),
-    }
-    env.pop("CANDOR_CALIBRATION", None)  # collect with the uncalibrated cascade
+        limit = max(settings(base).max_tokens_limit, max_tokens)
+        env = {**base, "CANDOR_HOST": "127.0.0.1", "CANDOR_PORT": str(port),
+               "CANDOR_MAX_TOKENS_LIMIT": str(limit), "CANDOR_MAX_BUDGET_MS": "600000",
+               "CANDOR_MAX_INFLIGHT": "64", "CANDOR_ADMISSION": "fixed",  # batch: throughput
+               **(extra_env or {})}
+        env.pop("CANDOR_CALIBRATION", None)  # collect with the uncalibrated cascade
+        settings(env)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ServerStartError(f"the CANDOR_* settings are invalid: "
+                               f"{'.'.join(map(str, first['loc'])) or 'settings'}: "
+                               f"{first['msg']}") from exc
+    return env
+
+
+@contextmanager
+def local_server(log_path: Path, max_tokens: int, extra_env: dict[str, str] | None = None,
+                 ready_timeout_s: float = 600.0, check: bool = True) -> Iterator[str]:
+    """Yield the base URL of a ready server; the server's log goes to ``log_path``."""
+    port = _free_port()
+    env = (server_env(dict(os.environ), port, max_tokens, extra_env) if check else
+           {**os.environ, "CANDOR_HOST": "127.0.0.1", "CANDOR_PORT": str(port),
+            **(extra_env or {})})
     exe = Path(sys.executable).with_name("candor")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:

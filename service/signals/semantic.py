@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering
 
 from service.signals.base import SignalContext, SignalResult
 from service.signals.consistency import cluster_ids
@@ -36,6 +35,8 @@ def agglomerative_clusters(emb: np.ndarray, min_similarity: float) -> list[int]:
         return []
     if n == 1:
         return [0]
+    from sklearn.cluster import AgglomerativeClustering  # on first use: a heavy import
+
     model = AgglomerativeClustering(
         n_clusters=None,
         metric="cosine",
