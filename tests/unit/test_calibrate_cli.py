@@ -30,6 +30,7 @@ def test_the_auto_started_server_keeps_the_serving_defaults() -> None:
     env = server_env(base, 8123, 16)
     keys = {k[len("CANDOR_"):].lower(): v for k, v in env.items() if k.startswith("CANDOR_")}
     assert set(keys) == {"host", "port", "max_tokens_limit", "max_budget_ms", "max_inflight",
+                         "admission",
                          "sample_temperature"}
     served = serving_settings(Settings.model_validate(keys))
     assert served == serving_settings(Settings(sample_temperature=0.7))
