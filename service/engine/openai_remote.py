@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -209,17 +210,18 @@ class OpenAIRemoteEngine:
         return n
 
     async def health(self) -> bool:
-        """Probe every URL's ``/health``; True when at least one serves. Never raises."""
-        ok = False
-        for up in self.upstreams:
-            try:
-                r = await self._client.get(up.url + "/health", timeout=self.connect_timeout_s)
-                alive = r.status_code == 200
-            except httpx.HTTPError:
-                alive = False
-            up.down_until = 0.0 if alive else self._clock() + self.eject_s
-            ok = ok or alive
-        return ok
+        """Probe every URL's ``/health`` at once; True when one serves. Never raises."""
+        results = await asyncio.gather(*(self._probe(up) for up in self.upstreams))
+        return any(results)
+
+    async def _probe(self, up: Upstream) -> bool:
+        try:
+            r = await self._client.get(up.url + "/health", timeout=self.connect_timeout_s)
+            alive = r.status_code == 200
+        except httpx.HTTPError:
+            alive = False
+        up.down_until = 0.0 if alive else self._clock() + self.eject_s
+        return alive
 
     async def aclose(self) -> None:
         await self._client.aclose()
