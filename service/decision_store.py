@@ -77,7 +77,8 @@ class SqliteStore(DecisionStore):
             out = [_label(c, "?", rid, ok) for rid, ok in labels]
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
         return out
 
