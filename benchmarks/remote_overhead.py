@@ -10,9 +10,9 @@ One run, three arms on the same questions at concurrency 1 and 8:
   is stopped (never two engines at once).
 
 Prints p50/p95 and req/s per arm and the p50 ratios. Target: remote <= 1.10x raw at p50.
-Run under the engine lock:
+Run it alone (it starts two engines, one after the other):
 
-    flock /tmp/candor-engine.lock .venv/bin/python benchmarks/remote_overhead.py
+    .venv/bin/python benchmarks/remote_overhead.py
 """
 
 from __future__ import annotations
