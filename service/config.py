@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         default=0.4, gt=0, le=2.0, description="Chosen from data: docs/signals.md."
     )
     sample_max_tokens: int = Field(default=64, ge=1)
+    samples_adaptive: bool = Field(
+        default=False, description="Draw stage-1 samples in rounds and stop once the "
+        "agreement with the greedy answer is decided (docs/signals.md).")
+    samples_round: int = Field(default=2, ge=1, le=64, description="Samples per round.")
+    samples_confidence: float = Field(
+        default=0.9, gt=0.5, lt=1, description="Posterior mass that decides the agreement.")
     max_stage: int = Field(default=MAX_STAGE, ge=0, le=MAX_STAGE)
     # Uncalibrated thresholds (used until a calibration artifact is loaded).
     answer_threshold: float = Field(default=0.80, ge=0, le=1)

@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_calibrate_parser(sub)
     add_eval_parser(sub)
+    p.set_defaults(start_engine=load_engine)  # in-process collection starts it like serve
     return p
 
 

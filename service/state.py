@@ -13,7 +13,7 @@ from service import schemas
 from service.admission import Limiter, admission_pools
 from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.cascade.policy import ConfidenceModel, UncalibratedModel
-from service.cascade.providers import Providers
+from service.cascade.providers import AdaptiveSampling, Providers
 from service.cascade.runner import Cascade
 from service.cascade.score import score as score_answers
 from service.cascade.stages import Stage, default_stages
@@ -126,6 +126,8 @@ class CandorState:
             engine=engine, top_logprobs=s.top_logprobs, samples_n=s.samples_n,
             sample_temperature=s.sample_temperature, sample_max_tokens=s.sample_max_tokens,
             max_model_len=s.max_model_len, max_question_chars=s.max_question_chars,
+            adaptive=AdaptiveSampling(s.samples_round, s.samples_confidence)
+            if s.samples_adaptive else None,
             embed=getattr(embedder, "encode", None), nli=getattr(nli, "entail_probs", None),
         )
         self.cascade = Cascade(

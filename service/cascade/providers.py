@@ -15,7 +15,9 @@ import numpy as np
 
 from service.engine.protocol import ChatMessage, EngineClient, Generation, GenParams
 from service.errors import BadRequest, PayloadTooLarge
+from service.signals.adaptive import decided, rounds
 from service.signals.judge import P_TRUE_TEMPLATE, p_true_from_top
+from service.signals.normalize import normalize_answer
 
 CONTEXT_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
 
@@ -25,6 +27,14 @@ def build_messages(question: str, system: str | None, context: str | None) -> li
     content = CONTEXT_TEMPLATE.format(context=context, question=question) if context else question
     msgs.append(ChatMessage("user", content))
     return msgs
+
+
+@dataclass(frozen=True)
+class AdaptiveSampling:
+    """Stage-1 samples in rounds of ``round_size``, stopped once decided (``adaptive.py``)."""
+
+    round_size: int
+    confidence: float
 
 
 @dataclass
@@ -43,6 +53,7 @@ class Providers:
     sample_max_tokens: int
     max_model_len: int
     max_question_chars: int
+    adaptive: AdaptiveSampling | None = None
     embed: Callable[[list[str]], Awaitable[np.ndarray]] | None = None
     nli: Callable[[list[tuple[str, str]]], Awaitable[np.ndarray]] | None = None
 
@@ -67,14 +78,27 @@ class Providers:
         return await self.engine.generate(messages, params, f"{rid}-greedy")
 
     def signal_providers(
-        self, messages: list[ChatMessage], rid: str, max_tokens: int, meter: TokenMeter
+        self, messages: list[ChatMessage], rid: str, max_tokens: int, answer: str = "",
+        task: str = "auto", *, meter: TokenMeter,
     ) -> dict[str, Any]:
-        async def samples() -> list[str]:
-            params = GenParams(n=self.samples_n, temperature=self.sample_temperature,
+        async def draw(n: int, tag: str) -> list[str]:
+            params = GenParams(n=n, temperature=self.sample_temperature,
                                max_tokens=min(max_tokens, self.sample_max_tokens))
-            gen = await self.engine.generate(messages, params, f"{rid}-samples")
+            gen = await self.engine.generate(messages, params, f"{rid}-samples{tag}")
             meter.total += gen.completion_tokens
             return [c.text for c in gen.completions]
+
+        async def samples() -> list[str]:
+            if self.adaptive is None:
+                return await draw(self.samples_n, "")
+            greedy = normalize_answer(answer, task)
+            out: list[str] = []
+            for i, size in enumerate(rounds(self.samples_n, self.adaptive.round_size)):
+                out += await draw(size, f"-{i}")  # the prompt's prefix is cached
+                agree = sum(normalize_answer(s, task) == greedy for s in out)
+                if decided(agree, len(out), self.adaptive.confidence):
+                    break
+            return out
 
         async def p_true(question: str, answer: str) -> float | None:
             prompt = [ChatMessage("user", P_TRUE_TEMPLATE.format(question=question,

@@ -141,7 +141,8 @@ class Cascade:
             token_logprobs=[t.logprob for t in comp.tokens],
             top_logprobs=[list(t.top_logprobs) for t in comp.tokens],
             context=req.context,
-            **self.providers.signal_providers(messages, rid, max_tokens, meter),
+            **self.providers.signal_providers(messages, rid, max_tokens, comp.text, task,
+                                              meter=meter),
         )
         trace = Trace()
         decided = await self._run_stages(ctx, trace, policy, max_stage, deadline, budget_ms,

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from service.signals.base import SignalContext, SignalResult
-from service.signals.consistency import cluster_ids
+from service.signals.consistency import cluster_ids, sampling_uninformative
 from service.signals.normalize import normalize_answer
 
 
@@ -105,7 +105,8 @@ class SemanticSignal:
             "semantic_entropy": stats["semantic_entropy"],
             "mean_similarity": stats["mean_similarity"],
         }
-        single = stats["n_semantic_clusters"] == 1 and len(samples) >= 2
+        single = sampling_uninformative(stats["n_semantic_clusters"] == 1 and len(samples) >= 2,
+                                        stats["greedy_share"])
         note = "single semantic cluster; uninformative" if single else None
         conf = stats["greedy_share"]
         if not math.isfinite(conf):

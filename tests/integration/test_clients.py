@@ -135,15 +135,18 @@ def test_cli_exit_codes_and_json(live_server: LiveServer) -> None:
 def test_examples_run_against_the_server(live_server: LiveServer, tmp_path: Path) -> None:
     questions = tmp_path / "q.txt"
     questions.write_text("What is the capital of Spain?\nWhat is 6 + 1?\n")
-    queue = tmp_path / "queue.jsonl"
+    queue, audit = tmp_path / "queue.jsonl", tmp_path / "audit.jsonl"
     desk = run_tool(sys.executable, "examples/human_review_queue.py", "--url", live_server.url,
                     "--questions", str(questions), "--queue", str(queue), "--max-stage", "0",
-                    "--max-tokens", "12")
+                    "--max-tokens", "12", "--audit-queue", str(audit), "--audit-rate", "1")
     assert desk.returncode == 0, desk.stderr
     summary = json.loads(desk.stdout.splitlines()[-1])
     assert summary["questions"] == 2 and summary["errors"] == 0
     queued = queue.read_text().splitlines() if queue.exists() else []
     assert len(queued) == summary["to_human"] == 2 - summary["answered"]
+    audited = [json.loads(ln) for ln in audit.read_text().splitlines()]
+    assert summary["audited"] == len(audited) == 2  # every decision, answered or not
+    assert all(a["audit"] and a["candor_id"].startswith("ans_") for a in audited)
     sdk = run_tool(sys.executable, "examples/openai_sdk.py", "--url", live_server.url,
                    "--max-stage", "0", "--max-tokens", "12", "What is 1 + 1?")
     assert sdk.returncode in (0, 3), sdk.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.docs_commands import REPO, doc_commands
+from tests.docs_commands import REPO, blocks, doc_commands
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -26,9 +26,25 @@ N = 40  # the README says 300: same flags, fewer questions
 def readme_flow() -> list[str]:
     lines = [c.line for c in doc_commands() if c.source.startswith("README.md")]
     flow = [ln for ln in lines if " calibrate " in ln or " eval " in ln]
-    flow += [ln for ln in lines if ln.endswith("make serve")]
-    assert len(flow) == 3, lines
-    return [re.sub(r"--n \d+", f"--n {N}", ln) for ln in flow]
+    assert len(flow) == 2, flow
+    text = (REPO / "README.md").read_text()
+    flow += [ln.strip() for _, block in blocks(text) for ln in block
+             if ln.strip().startswith("CANDOR_CALIBRATION=") and ln.strip().endswith("make serve")]
+    assert len(flow) == 3, flow
+    return [small(ln) for ln in flow]
+
+
+def small(line: str) -> str:
+    return re.sub(r"--n \d+", f"--n {N}", line)
+
+
+def calibration_md_flow() -> list[str]:
+    """docs/calibration.md's dataset calibrate/eval commands (its --from-log one needs a
+    labelled decision log: tests/unit/test_calibration_api.py runs that form)."""
+    lines = [c.line for c in doc_commands() if c.source.startswith("calibration.md")]
+    flow = [small(ln) for ln in lines if "--dataset" in ln]
+    assert len(flow) == 2, lines
+    return flow
 
 
 def scratch_clone(tmp: Path) -> Path:
@@ -52,12 +68,13 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
     cwd = scratch_clone(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANDOR_")}
     env["CANDOR_KV_CACHE_GIB"] = "2"
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"  # `candor` as installed
 
     t0 = time.monotonic()
     out = json.loads(run(calibrate + " --no-progress", cwd, env, 900))
     artifact = json.loads((cwd / "runs/calibration/ladder.json").read_text())
     assert out["id"] == artifact["id"] and artifact["settings"]["answer_max_tokens"] == 16
-    assert artifact["settings"]["chat_template"], "pinned from the auto-started engine"
+    assert artifact["settings"]["chat_template"], "pinned from the in-process engine"
     assert "mu" in artifact["feasibility"] and artifact["n"] == N
     t_cal = time.monotonic() - t0
 
@@ -65,6 +82,13 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
     held = len(artifact["split_keys"]["heldout"])
     assert summary["n"] == held and summary["excluded_fitted"] == N - held
     assert (cwd / "runs/eval/ladder/report.html").exists()
+
+    # docs/calibration.md's commands: same questions and settings, so from the cache
+    md_calibrate, md_eval = calibration_md_flow()
+    out = json.loads(run(md_calibrate + " --no-progress", cwd, env, 300))
+    artifact = json.loads((cwd / "runs/calibration/ladder.json").read_text())
+    assert out["id"] == artifact["id"] and artifact["default_alpha"] == 0.3
+    run(md_eval + " --no-progress", cwd, env, 300)
 
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
@@ -92,4 +116,4 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
-    print(f"README flow: calibrate {t_cal:.0f} s (own server), eval on {held} held-out")
+    print(f"README flow: calibrate {t_cal:.0f} s (in-process engine), eval on {held} held-out")

@@ -45,6 +45,13 @@ def test_audited_decisions_run_every_stage_and_decide_as_the_policy(tmp_path: Pa
             assert all("audit: ran after the decision" in (s["note"] or "") for s in late)
 
 
+def test_the_chat_uncertainty_object_carries_the_audit_flag(tmp_path: Path) -> None:
+    with client(tmp_path, audit_rate=1.0) as c:
+        r = c.post("/v1/chat/completions", json={"messages": [{"role": "user",
+                                                               "content": "k02"}]})
+        assert r.status_code == 200 and r.json()["uncertainty"]["audit"] is True
+
+
 def test_audit_is_a_uniform_draw_at_the_configured_rate(tmp_path: Path) -> None:
     n, rate = 300, 0.3
     with client(tmp_path, audit_rate=rate) as c:

@@ -1,53 +1,48 @@
-"""``candor calibrate`` starts its own server with the serving defaults, and every way it
-can fail to start ends in one line, never a traceback (no engine is started here)."""
+"""``candor calibrate`` collects with the serving defaults of its environment, and every
+way it can fail to start ends in one line, never a traceback (no engine starts here)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from service.calibration.batch import collect_local
+from service.calibration.cli import local_settings
+from service.calibration.collect import CollectError, CollectSettings
 from service.calibration.pinning import ServingSettings, serving_settings
-from service.calibration.server import ServerStartError, local_server, server_env
 from service.config import Settings
 from service.main import cli
+from service.state import CandorState
 
 
 @pytest.mark.parametrize("max_tokens", [8, 16, 64, 128, 2000])
-def test_the_auto_started_server_accepts_its_own_settings(max_tokens: int) -> None:
-    """The README's `--max-tokens 16` once made the server reject its own settings."""
-    env = server_env({"PATH": "/usr/bin"}, 8123, max_tokens)
-    settings = Settings.model_validate(
-        {k[len("CANDOR_"):].lower(): v for k, v in env.items() if k.startswith("CANDOR_")})
-    assert settings.max_tokens_limit >= max_tokens and settings.port == 8123
+def test_the_collection_accepts_its_own_settings(max_tokens: int) -> None:
+    """The README's `--max-tokens 16` once made the auto-started server reject its own
+    settings; the in-process collection takes the environment's and widens only the limit."""
+    s = local_settings(max_tokens)
+    assert s.max_tokens_limit >= max_tokens and s.default_max_tokens <= s.max_tokens_limit
+    Settings.model_validate(s.model_dump())  # still valid as a whole
 
 
-def test_the_auto_started_server_keeps_the_serving_defaults() -> None:
-    """Only address, admission, budget and token limit are set: no signal setting changes."""
-    base = {"PATH": "/usr/bin", "CANDOR_SAMPLE_TEMPERATURE": "0.7"}
-    env = server_env(base, 8123, 16)
-    keys = {k[len("CANDOR_"):].lower(): v for k, v in env.items() if k.startswith("CANDOR_")}
-    assert set(keys) == {"host", "port", "max_tokens_limit", "max_budget_ms", "max_inflight",
-                         "admission",
-                         "sample_temperature"}
-    served = serving_settings(Settings.model_validate(keys))
-    assert served == serving_settings(Settings(sample_temperature=0.7))
+def test_the_collection_keeps_the_serving_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANDOR_SAMPLE_TEMPERATURE", "0.7")
+    assert serving_settings(local_settings(16)) == serving_settings(
+        Settings(sample_temperature=0.7))
 
 
-def test_invalid_environment_settings_are_one_line() -> None:
-    with pytest.raises(ServerStartError, match=r"invalid: dtype: Input should be"):
-        server_env({"CANDOR_DTYPE": "int3"}, 8123, 16)
+def test_an_engine_that_does_not_start_is_one_line(tmp_path: Path) -> None:
+    async def broken(state: CandorState) -> None:  # what main.load_engine records
+        state.load_error = "RuntimeError: no model files in /nowhere"
 
-
-def test_a_server_that_exits_early_says_why_in_one_line(tmp_path: Path) -> None:
-    log = tmp_path / "server.log"
-    with pytest.raises(ServerStartError) as err:  # the child's own settings are invalid
-        with local_server(log, 16, extra_env={"CANDOR_TOP_LOGPROBS": "99"}, check=False):
-            pass
+    with pytest.raises(CollectError) as err:
+        asyncio.run(collect_local([], tmp_path / "c.jsonl", CollectSettings(), Settings(),
+                                  broken, progress=False))
     msg = str(err.value)
-    assert "exited early" in msg and "TOP_LOGPROBS" in msg and "\n" not in msg, msg
+    assert "did not start: RuntimeError: no model files" in msg and "\n" not in msg
 
 
 def test_candor_serve_with_bad_settings_prints_one_line(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ class Policy(BaseModel):
     answer_threshold: float | None = Field(default=None, ge=0, le=1)
     abstain_threshold: float | None = Field(default=None, ge=0, le=1)
     run_all: bool = False
+    audit_rate: float | None = Field(default=None, ge=0, le=1)
 
 
 class Signals(_Model):
@@ -37,6 +38,7 @@ class Signals(_Model):
     consistency: float | None = None
     n_clusters: int | None = None
     homogeneous: bool | None = None
+    samples_drawn: int | None = None
     semantic_entropy: float | None = None
     mean_similarity: float | None = None
     p_true: float | None = None
