@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from service import schemas
+from service.admission import Limiter, admission_pools
 from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.cascade.policy import ConfidenceModel, UncalibratedModel
 from service.cascade.providers import AdaptiveSampling, OnDelta, Providers
@@ -19,7 +20,7 @@ from service.cascade.stages import Stage, default_stages
 from service.config import Settings
 from service.decision_log import DecisionLog
 from service.engine.protocol import EngineClient
-from service.errors import BadRequest, CalibrationError, EngineUnavailable, Overloaded
+from service.errors import BadRequest, CalibrationError, EngineUnavailable
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,19 @@ class CandorState:
     embedder: object | None = None
     nli: object | None = None
     load_error: str | None = None
-    inflight: int = 0
     cascade: Cascade | None = None
     decision_log: DecisionLog | None = None
     _serving_base: dict[str, object] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    limiters: dict[str, Limiter] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.limiters:
+            self.limiters = admission_pools(self.settings, self.metrics)
+
+    @property
+    def inflight(self) -> int:
+        return self.limiters["answers"].inflight
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None,
@@ -142,19 +151,9 @@ class CandorState:
     async def answer(self, req: schemas.AnswerRequest, endpoint: str,
                      on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
         cascade = self._require_cascade()
-        if self.inflight >= self.settings.max_inflight:
-            raise Overloaded(
-                f"{self.inflight} requests in flight (limit {self.settings.max_inflight})",
-                retry_after_s=1,
-            )
-        self.inflight += 1
-        self.metrics.inflight.set(self.inflight)
         t0 = time.perf_counter()
-        try:
+        async with self.limiters["answers"].slot():
             resp = await cascade.answer(req, on_delta)
-        finally:
-            self.inflight -= 1
-            self.metrics.inflight.set(self.inflight)
         self.metrics.observe_answer(endpoint, resp, time.perf_counter() - t0)
         if self.decision_log is not None:  # queued; the writer thread does the I/O
             self.decision_log.record(resp, req, endpoint, self.serving_json(req, cascade))
@@ -170,6 +169,7 @@ class CandorState:
             "nli_provider": getattr(self.nli, "entail_probs", None),
         }
         t0 = time.perf_counter()
-        resp = await score_answers(req, self.stages, self.model, providers)
+        async with self.limiters["score"].slot():
+            resp = await score_answers(req, self.stages, self.model, providers)
         self.metrics.observe_score(time.perf_counter() - t0)
         return resp

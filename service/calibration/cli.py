@@ -167,8 +167,9 @@ def load_serving(cache: Path) -> dict[str, Any] | None:
     return data
 
 
-def from_log(path: Path) -> tuple[list[Record], ServingSettings, str]:
-    """Labelled decisions of the SQLite decision log (``POST /v1/feedback`` labels).
+def from_log(path: Path | str) -> tuple[list[Record], ServingSettings, str]:
+    """Labelled decisions of the decision log (``POST /v1/feedback`` labels), from a SQLite
+    path or a ``postgresql://`` URL.
 
     Audited decisions (a uniform random share of all decisions, ``CANDOR_AUDIT_RATE``)
     ran every stage for the record, so their labels are an unbiased sample and the replay
@@ -273,6 +274,7 @@ def add_calibrate_parser(sub: Any) -> None:
     p.add_argument("--tasks", nargs="+", default=None, help="tasks this profile covers")
     p.add_argument("--out", type=Path, default=None, help="artifact path")
     p.add_argument("--collect-only", action="store_true", help="fill the cache and stop")
-    p.add_argument("--from-log", type=Path, default=None,
-                   help="calibrate from labelled decisions in the SQLite decision log")
+    p.add_argument("--from-log", default=None,
+                   help="calibrate from labelled decisions in the decision log (SQLite path "
+                   "or postgresql:// URL)")
     p.set_defaults(func=_calibrate)

@@ -1,16 +1,15 @@
 """The cascade's access to the engine, the embedder and the NLI model, per request.
 
-Builds the prompts, keeps per-request token accounting, and hands the signals
-lazy providers (samples, embeddings, P(True), NLI) that the ``SignalContext``
-memoises.
+Builds the prompts and hands the signals lazy providers (samples, embeddings, P(True),
+NLI) that the ``SignalContext`` memoises. Token accounting lives with the request (a
+``TokenMeter`` the runner creates per request), so a cancelled request leaves nothing behind.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +46,13 @@ class AdaptiveSampling:
 
 
 @dataclass
+class TokenMeter:
+    """Tokens one request's signals generated (samples, P(True)), beyond the greedy answer."""
+
+    total: int = 0
+
+
+@dataclass
 class Providers:
     engine: EngineClient
     top_logprobs: int
@@ -58,7 +64,6 @@ class Providers:
     adaptive: AdaptiveSampling | None = None
     embed: Callable[[list[str]], Awaitable[np.ndarray]] | None = None
     nli: Callable[[list[tuple[str, str]]], Awaitable[np.ndarray]] | None = None
-    _tokens: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     async def check_prompt(self, messages: list[ChatMessage], max_tokens: int) -> None:
         chars = sum(len(m.content) for m in messages)
@@ -94,21 +99,15 @@ class Providers:
             raise EngineUnavailable("the engine's stream ended without a final completion")
         return Generation((final,), prompt_tokens, final.n_tokens)
 
-    def tokens_used(self, rid: str) -> int:
-        return self._tokens.get(rid, 0)
-
-    def forget(self, rid: str) -> None:
-        self._tokens.pop(rid, None)
-
     def signal_providers(
         self, messages: list[ChatMessage], rid: str, max_tokens: int, answer: str = "",
-        task: str = "auto",
+        task: str = "auto", *, meter: TokenMeter,
     ) -> dict[str, Any]:
         async def draw(n: int, tag: str) -> list[str]:
             params = GenParams(n=n, temperature=self.sample_temperature,
                                max_tokens=min(max_tokens, self.sample_max_tokens))
             gen = await self.engine.generate(messages, params, f"{rid}-samples{tag}")
-            self._tokens[rid] += gen.completion_tokens
+            meter.total += gen.completion_tokens
             return [c.text for c in gen.completions]
 
         async def samples() -> list[str]:
@@ -128,7 +127,7 @@ class Providers:
                                                                  answer=answer))]
             params = GenParams(n=1, temperature=0.0, max_tokens=1, top_logprobs=20)
             gen = await self.engine.generate(prompt, params, f"{rid}-ptrue")
-            self._tokens[rid] += gen.completion_tokens
+            meter.total += gen.completion_tokens
             comp = gen.completions[0]
             if not comp.tokens:
                 return None
