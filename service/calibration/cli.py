@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from dataclasses import replace
@@ -115,6 +116,10 @@ def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]], 
     if all(cfg.key(it) in cached for it in items):
         return items, [cached[cfg.key(it)] for it in items], serving
     from service.calibration.batch import collect_local
+
+    # stdout carries the command's JSON result: the in-process engine logs to stderr
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
     def pinned(engine_serving: ServingSettings) -> CollectSettings:
         save_serving(cache, engine_serving)
