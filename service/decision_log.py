@@ -23,6 +23,7 @@ import queue
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,20 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+@dataclass(frozen=True)
+class Labelled:
+    """A committed label and the decision it labelled (``previous``: the label it replaced)."""
+
+    id: str
+    audit: bool
+    decision: str | None
+    target_risk: float | None
+    calibration_id: str | None
+    profile: str | None
+    correct: bool
+    previous: bool | None
+
+
 class DecisionLog:
     """Append-only decision log with a background writer. ``close`` flushes what is queued."""
 
@@ -115,10 +130,10 @@ class DecisionLog:
             log.warning("decision log queue full; dropped %s (%d so far)", resp.id, self.dropped)
 
     async def feedback(self, answer_id: str, correct: bool,
-                       timeout_s: float = 30.0) -> bool | None:
-        """Label a logged decision once committed: whether it was audited (True/False), or
-        None when the id is unknown."""
-        fut: concurrent.futures.Future[bool | None] = concurrent.futures.Future()
+                       timeout_s: float = 30.0) -> Labelled | None:
+        """Label a logged decision once committed: the labelled row (its audit flag and the
+        promise it carried, for live monitoring), or None when the id is unknown."""
+        fut: concurrent.futures.Future[Labelled | None] = concurrent.futures.Future()
         await asyncio.to_thread(self._q.put, ("feedback", (answer_id, correct, fut)))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
@@ -151,7 +166,7 @@ class DecisionLog:
     def _write(self, batch: list[tuple[str, Any]]) -> None:
         if not batch:
             return
-        results: list[tuple[concurrent.futures.Future[bool | None], bool | None]] = []
+        results: list[tuple[concurrent.futures.Future[Labelled | None], Labelled | None]] = []
         try:
             with self._conn:  # one transaction for the batch, committed before any ack
                 for kind, item in batch:
@@ -160,16 +175,7 @@ class DecisionLog:
                         self.written += 1
                     else:
                         answer_id, correct, fut = item
-                        cur = self._conn.execute(
-                            "UPDATE decisions SET label = ?, label_ts = ? WHERE id = ?",
-                            (int(correct), time.time(), answer_id),
-                        )
-                        audited = None
-                        if cur.rowcount > 0:
-                            row = self._conn.execute("SELECT audit FROM decisions WHERE id = ?",
-                                                     (answer_id,)).fetchone()
-                            audited = bool(row[0]) if row else False
-                        results.append((fut, audited))
+                        results.append((fut, self._label(answer_id, correct)))
         except sqlite3.Error as exc:
             log.error("decision log write failed: %s", exc)
             for kind, item in batch:
@@ -178,6 +184,19 @@ class DecisionLog:
             return
         for fut, stored in results:
             _settle(fut, stored)
+
+    def _label(self, answer_id: str, correct: bool) -> Labelled | None:
+        """Label one decision (inside the batch's transaction); what it labelled, or None."""
+        row = self._conn.execute(
+            "SELECT audit, decision, target_risk, calibration_id, profile, label "
+            "FROM decisions WHERE id = ?", (answer_id,)).fetchone()
+        if row is None:
+            return None
+        self._conn.execute("UPDATE decisions SET label = ?, label_ts = ? WHERE id = ?",
+                           (int(correct), time.time(), answer_id))
+        audit, decision, target_risk, calibration_id, profile, previous = row
+        return Labelled(answer_id, bool(audit), decision, target_risk, calibration_id, profile,
+                        correct, None if previous is None else bool(previous))
 
     def prune(self) -> int:
         """Delete decisions older than the retention window; returns how many went."""
@@ -197,8 +216,8 @@ class DecisionLog:
             self._conn.close()
 
 
-def _settle(fut: concurrent.futures.Future[bool | None],
-            outcome: bool | None | BaseException) -> None:
+def _settle(fut: concurrent.futures.Future[Labelled | None],
+            outcome: Labelled | None | BaseException) -> None:
     """Resolve a feedback future unless its waiter gave up (cancelled) already."""
     try:
         if isinstance(outcome, BaseException):
