@@ -35,7 +35,7 @@ def bin_edges(values: np.ndarray, max_bins: int = MAX_BINS) -> list[float]:
     """Inner quantile edges (equal reference mass per bin), ties merged."""
     k = int(np.clip(len(values) // PER_BIN, 1, max_bins))
     qs = np.quantile(values, np.linspace(0, 1, k + 1)[1:-1]) if k > 1 else np.array([])
-    return sorted({round(float(q), 6) for q in qs})
+    return [float(q) for q in np.unique(qs)]
 
 
 def bin_fractions(values: np.ndarray, edges: Sequence[float]) -> list[float]:
