@@ -109,6 +109,9 @@ class Metrics:
     def _monitoring(self, r: CollectorRegistry) -> None:
         """Live promise and drift gauges (service/monitoring), per active artifact."""
         key = ["profile", "calibration_id", "target_risk"]
+        self.promise_target = Gauge(
+            "candor_promise_target_risk", "The promised error rate among answered (alpha).", key,
+            registry=r)
         self.promise_labelled = Gauge(
             "candor_promise_labelled", "Labelled answered audited decisions.", key, registry=r)
         self.promise_risk = Gauge(
@@ -143,8 +146,9 @@ class Metrics:
 
     def clear_monitoring(self) -> None:
         """Drop every promise and drift series (a reload publishes the new artifact's)."""
-        for g in (self.promise_labelled, self.promise_risk, self.promise_risk_lower,
-                  self.promise_risk_upper, self.promise_verdict, self.promise_abstention,
+        for g in (self.promise_target, self.promise_labelled, self.promise_risk,
+                  self.promise_risk_lower, self.promise_risk_upper, self.promise_verdict,
+                  self.promise_abstention,
                   self.promise_abstention_expected, self.drift_psi, self.drift_window):
             g.clear()
 
@@ -152,6 +156,7 @@ class Metrics:
         """One promise's report (``PromiseMonitor.report``) as gauges."""
         lab = {"profile": profile, "calibration_id": cal_id,
                "target_risk": f"{report['target_risk']:g}"}
+        self.promise_target.labels(**lab).set(report["target_risk"])  # type: ignore[arg-type]
         self.promise_labelled.labels(**lab).set(report["labelled"])  # type: ignore[arg-type]
         if report["estimate"] is not None:
             self.promise_risk.labels(**lab).set(report["estimate"])  # type: ignore[arg-type]

@@ -74,6 +74,9 @@ class Monitoring:
     def activate(self, model: object) -> None:
         """Make ``model`` its profile's active artifact (startup and every reload)."""
         act = active_from_model(model, self.window)
+        prev = self.active.get(act.profile) if act is not None else None
+        if act is not None and prev is not None and prev.calibration_id == act.calibration_id:
+            act.drift = prev.drift  # the same artifact re-read: its window goes on
         self.active = {} if act is None else {act.profile: act}  # one artifact today
         if act is not None and act.default_target_risk is not None:
             self._promise(act.profile, act.calibration_id, act.default_target_risk)
