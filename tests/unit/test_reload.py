@@ -220,3 +220,28 @@ def test_sighup_reloads_the_artifact_file(tmp_path: Path, artifacts: tuple[Path,
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_documented_loop_commands_match_the_cli_and_the_route() -> None:
+    """docs/operations.md's loop block: the `candor calibrate` line parses with the real CLI
+    (its --from-log run is test_the_loop_from_log_to_reload_to_a_verdict) and the curl line
+    posts a valid body to the real route."""
+    import re
+    import shlex
+
+    from service.main import build_parser
+    from service.schemas import ReloadRequest
+
+    doc = (REPO / "docs" / "operations.md").read_text()
+    block = doc.split("**The loop.**", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = block.replace("\\\n", " ").strip().splitlines()
+    calibrate = next(ln for ln in lines if ln.startswith("candor calibrate"))
+    args = build_parser().parse_args(shlex.split(calibrate)[1:])
+    assert args.from_log is not None and args.out is not None
+    curl = shlex.split(next(ln for ln in lines if ln.startswith("curl")))
+    url = next(a for a in curl if a.startswith("localhost:"))
+    path = re.sub(r"^localhost:\d+", "", url)
+    paths = create_app(Settings(), engine=FakeEngine()).openapi()["paths"]
+    assert path in paths and "post" in paths[path]
+    body = json.loads(curl[curl.index("-d") + 1])
+    assert ReloadRequest.model_validate(body).path == str(args.out)
