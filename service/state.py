@@ -31,6 +31,7 @@ from service.errors import (
 )
 from service.metrics import Metrics
 from service.monitoring.hub import Monitoring
+from service.reload import validate_artifact
 
 log = logging.getLogger(__name__)
 
@@ -211,33 +212,6 @@ class CandorState:
                                           self.settings.drift_window) if active else [])
         self.monitoring.restore(counts, recent)
 
-    def _validated(self, path: Path) -> tuple[ConfidenceModel, Settings]:
-        """Load and check an artifact the way startup does (thread); raises ArtifactRejected."""
-        from service.calibration.artifact import load_artifact
-
-        base = self.base_settings or self.settings
-        try:
-            if not path.is_file():
-                raise CalibrationError(f"{path} is not a file")
-            if path.stat().st_size > 64 * 2**20:
-                raise CalibrationError(f"{path} is over 64 MiB; not a calibration artifact")
-            model = load_artifact(path, expected_model=base.model_name,
-                                  fallback=(base.answer_threshold, base.abstain_threshold))
-            settings = check_pinned(base, model)
-            spec = getattr(model, "spec", None)
-            if spec is not None and self.engine is not None:
-                template = getattr(self.engine, "chat_template_hash", None)
-                refuse, _ = compare(spec.settings, serving_settings(settings, template))
-                if refuse:
-                    raise CalibrationError(f"calibration artifact {model.id} does not match "
-                                           f"the engine: {'; '.join(refuse)}")
-        except (OSError, ValueError) as exc:
-            raise ArtifactRejected(f"cannot read calibration artifact {path}: {exc}",
-                                   param="path") from exc
-        except CalibrationError as exc:
-            raise ArtifactRejected(exc.message, param="path") from exc
-        return model, settings
-
     async def reload_calibration(self, path: Path | None = None) -> dict[str, Any]:
         """Validate ``path`` (default: the artifact loaded last), then swap it in atomically.
 
@@ -252,7 +226,9 @@ class CandorState:
                              "without CANDOR_CALIBRATION; send {\"path\": ...}", param="path")
         async with self._reload_lock:
             try:
-                model, settings = await asyncio.to_thread(self._validated, Path(target))
+                model, settings = await asyncio.to_thread(
+                    validate_artifact, Path(target), self.base_settings or self.settings,
+                    self.engine, check_pinned)
             except ArtifactRejected as exc:
                 self.metrics.reloads.labels(outcome="rejected").inc()
                 log.error("calibration reload refused (kept %s): %s", self.model.id, exc.message)
