@@ -3,9 +3,8 @@
 ``validate_artifact`` reads and parses the file (format, version, fitted model), applies
 the pins to the base settings (``check_pinned``, passed in: a mismatch in the serving
 settings is refused, naming each), and, once an engine is up, compares its chat template.
-Every
-failure becomes ``ArtifactRejected`` (HTTP 400 ``calibration_error``, ``param: path``);
-the caller keeps the active artifact. ``CandorState.reload_calibration`` does the swap.
+Every failure becomes ``ArtifactRejected`` (HTTP 400 ``calibration_error``, ``param:
+path``); the caller keeps the active artifact. ``CandorState.reload_calibration`` does the swap.
 """
 
 from __future__ import annotations
