@@ -28,8 +28,8 @@ def validate_artifact(path: Path, base: Settings, engine: object | None,
     from service.calibration.artifact import load_artifact
 
     try:
-        if not path.is_file():
-            raise CalibrationError(f"{path} is not a file")
+        if path.suffix != ".json" or not path.is_file():  # never /proc, devices or dirs
+            raise CalibrationError(f"{path} is not a .json file")
         if path.stat().st_size > MAX_ARTIFACT_BYTES:
             raise CalibrationError(f"{path} is over 64 MiB; not a calibration artifact")
         model = load_artifact(path, expected_model=base.model_name,
