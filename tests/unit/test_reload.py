@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from candor_client import Calibration
 from fastapi.testclient import TestClient
 
 from service import schemas
@@ -75,6 +76,9 @@ def test_the_loop_from_log_to_reload_to_a_verdict(tmp_path: Path) -> None:
         assert r.json()["id"] == new_id and r.json()["previous_id"] is None
         st = live(c)
         assert st["calibration_id"] == new_id and st["verdict"] == "unverified"
+        typed = Calibration.model_validate(c.get("/v1/calibration").json())  # the client's
+        assert [(p.calibration_id, p.verdict) for p in typed.profiles] == [(new_id,
+                                                                           "unverified")]
         assert st["labelled"] == 0 and st["target_risk"] == 0.9
         answers = ask_and_label(c, 1)
         answered = [a for a in answers if a["decision"] == "answer"]
