@@ -1,7 +1,9 @@
 """The recalibration loop on the real engine, once per session (fixture ``live_promise``).
 
-Audited ladder questions (1- and 2-digit: the model gets about a third right) are asked
-through the session server and labelled by the grader over ``POST /v1/feedback``; then
+Audited ladder questions, 1- and 4-digit interleaved (the model gets about 70% of the
+1-digit ones right and no 4-digit one, docs/results.md: a clear signal for a map fitted on
+a few dozen labels), are asked through the session server and labelled by the grader over
+``POST /v1/feedback``; then
 ``candor calibrate --from-log`` fits an artifact from those audited labels, and
 ``POST /v1/admin/calibration/reload`` swaps it in. Stage 0 only, <= 12 tokens.
 """
@@ -26,6 +28,7 @@ from tests.integration.conftest import LiveServer
 N_CALIBRATION = 48
 MAX_TOKENS = 12
 AUDITED = {"max_stage": 0, "audit_rate": 1.0}
+MIX = ("1", "4")  # the calibration set's question mix
 
 
 @dataclass
@@ -61,12 +64,18 @@ def active_profile(api: httpx.Client) -> dict[str, Any]:
     return dict(active[0])
 
 
-def recalibrate(server: LiveServer, api: httpx.Client, tmp: Path) -> LivePromise:
+def ladder(n: int, seed: int, digits: tuple[str, ...]) -> list[Item]:
+    """``n`` seeded ladder questions with these digit counts (the rungs stay interleaved)."""
     from service.labelled.ladder import arithmetic_ladder
 
+    items = [it for it in arithmetic_ladder(4 * n * 4, seed) if it.meta["digits"] in digits]
+    return items[:n]
+
+
+def recalibrate(server: LiveServer, api: httpx.Client, tmp: Path) -> LivePromise:
     log = Path(server.env["CANDOR_DECISION_LOG"])
     t0 = time.monotonic()
-    items = arithmetic_ladder(N_CALIBRATION, seed=21, max_digits=2)
+    items = ladder(N_CALIBRATION, 21, MIX)
     labelled = ask_and_label(api, items)
     t1 = time.monotonic()
     assert 0 < sum(c for _, c in labelled) < len(labelled), "the ladder must mix outcomes"
@@ -83,6 +92,6 @@ def recalibrate(server: LiveServer, api: httpx.Client, tmp: Path) -> LivePromise
     after = api.get("/v1/calibration").json()
     # a few audited labels under the new promise, so every promise series exists whatever
     # test runs next (the Prometheus test evaluates each panel and alert on them)
-    ask_and_label(api, arithmetic_ladder(4, seed=22, max_digits=2))
+    ask_and_label(api, ladder(4, 22, MIX))
     return LivePromise(out, artifact_id, log, after,
                        {"ask_and_label": t1 - t0, "calibrate_and_reload": time.monotonic() - t1})

@@ -1,8 +1,9 @@
 """The promise watched live on the real engine (session server, stage 0, <= 12 tokens):
 the loop (audited labels -> ``candor calibrate --from-log`` -> hot reload) starts the new
 promise ``unverified``; audited answers + feedback move it to a verdict; the confidence
-drift statistic reacts when the question mix moves from the calibration's 1-2-digit ladder
-to 4-digit questions; a corrupt or foreign artifact is refused and the good one stays."""
+drift statistic reacts when the question mix moves from the calibration's (1- and 4-digit
+ladder questions) to 4-digit only; a corrupt or foreign artifact is refused and the good
+one stays."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.labelled.ladder import arithmetic_ladder
-from tests.integration.live_promise import LivePromise, active_profile, ask_and_label
+from tests.integration.live_promise import MIX, LivePromise, active_profile, ask_and_label, ladder
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def test_the_reloaded_promise_starts_unverified(live_promise: LivePromise) -> No
 def test_audited_feedback_gives_a_verdict_and_drift_reacts(live_promise: LivePromise,
                                                             api: httpx.Client) -> None:
     before = active_profile(api)
-    same_mix = arithmetic_ladder(14, seed=33, max_digits=2)  # like the calibration set
+    same_mix = ladder(14, 33, MIX)  # drawn like the calibration set
     got = ask_and_label(api, same_mix)
     assert all(b["calibration"]["id"] == live_promise.artifact_id for b, _ in got)
     promised = [(b, c) for b, c in got if b["calibration"]["target_risk"] is not None]
@@ -46,11 +46,11 @@ def test_audited_feedback_gives_a_verdict_and_drift_reacts(live_promise: LivePro
     psi_same = mid["drift"]["confidence"]["psi"]
     assert psi_same is not None
 
-    hard = [it for it in arithmetic_ladder(48, seed=34) if it.meta["digits"] == "4"][:16]
+    hard = ladder(16, 34, ("4",))  # the mix moves: 4-digit questions only
     ask_and_label(api, hard)
     end = active_profile(api)
     psi_hard = end["drift"]["confidence"]["psi"]
-    print(f"\nDRIFT psi 1-2 digits {psi_same:.3f} -> 4 digits {psi_hard:.3f} "
+    print(f"\nDRIFT psi same mix {psi_same:.3f} -> 4 digits only {psi_hard:.3f} "
           f"(threshold {end['drift']['threshold']}, window {end['drift']['window']}); "
           f"verdict {mid['verdict']} at {mid['labelled']} labels, estimate {mid['estimate']:.2f} "
           f"[{mid['lower']:.2f}, {mid['upper']:.2f}]")
