@@ -10,6 +10,8 @@ bin (so an empty bin is finite). Two PSIs: the stage-0 confidence (quantile bins
 reference: equal reference mass per bin) and the stage mix (where the default policy
 stopped, one bin per stage). The usual reading, adopted here: < 0.1 stable, 0.1-0.25
 moderate, > 0.25 a real shift (``DRIFT_THRESHOLD``; the ``CandorConfidenceDrift`` alert).
+Without drift the PSI of k bins is about (k - 1)(1/W + 1/m) for a window of W decisions and
+a reference of m, so the window must be large enough for that to sit well below 0.25.
 
 Window: the last ``size`` decisions of the active artifact (``CANDOR_DRIFT_WINDOW``,
 default 500); a PSI is reported once the window holds at least half of that. Each
