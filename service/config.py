@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
     enforce_eager: bool = True
     cache_dir: Path = Field(default=Path.home() / ".cache" / "candor")
+    engine: Literal["local", "remote"] = Field(
+        default="local", description="local: vLLM in this process; remote: vLLM OpenAI "
+        "servers at engine_url (docs/deployment.md).")
+    engine_url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Remote engine base URLs, comma-separated.")
+    engine_api_key: SecretStr | None = None
+    engine_timeout_s: float = Field(default=300.0, gt=0, description="Per engine request.")
+    engine_connect_timeout_s: float = Field(default=5.0, gt=0)
+    engine_attempts: int = Field(default=3, ge=1, description="Tries over the URLs on a "
+                                 "connection failure.")
 
     # --- server -------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -51,6 +61,12 @@ class Settings(BaseSettings):
         default=0.4, gt=0, le=2.0, description="Chosen from data: docs/signals.md."
     )
     sample_max_tokens: int = Field(default=64, ge=1)
+    samples_adaptive: bool = Field(
+        default=False, description="Draw stage-1 samples in rounds and stop once the "
+        "agreement with the greedy answer is decided (docs/signals.md).")
+    samples_round: int = Field(default=2, ge=1, le=64, description="Samples per round.")
+    samples_confidence: float = Field(
+        default=0.9, gt=0.5, lt=1, description="Posterior mass that decides the agreement.")
     max_stage: int = Field(default=MAX_STAGE, ge=0, le=MAX_STAGE)
     # Uncalibrated thresholds (used until a calibration artifact is loaded).
     answer_threshold: float = Field(default=0.80, ge=0, le=1)
@@ -82,7 +98,13 @@ class Settings(BaseSettings):
                               "window (PSI reported once it is half full).")
 
     # --- reliability and security -------------------------------------------------------
-    max_inflight: int = Field(default=32, ge=1)
+    max_inflight: int = Field(default=32, ge=1, description="Hard ceiling on admitted "
+                              "requests (per pool: answers, score).")
+    admission: Literal["adaptive", "fixed"] = Field(
+        default="adaptive", description="adaptive: a latency-driven limit under the ceiling "
+        "(service/admission.py); fixed: max_inflight only.")
+    admission_initial_limit: int = Field(default=4, ge=1, description="Where the adaptive "
+                                         "limit starts (it grows while latency stays flat).")
     max_budget_ms: int = Field(default=120_000, ge=100)
     max_body_bytes: int = Field(default=256_000, ge=1024)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
@@ -91,6 +113,9 @@ class Settings(BaseSettings):
         default=None, description="SQLite decision log path (`candor serve` default: "
         "<cache_dir>/decisions.sqlite unless decision_log_enabled is false).",
     )
+    decision_log_url: str | None = Field(
+        default=None, description="sqlite:///path or postgresql://user@host/db (shared by "
+        "replicas); wins over decision_log.")
     decision_log_enabled: bool = True
     log_text: bool = False
     log_retention_days: int = Field(default=30, ge=1)
@@ -99,7 +124,7 @@ class Settings(BaseSettings):
     engine_exit_grace_s: float = Field(default=5.0, ge=0)
     exit_on_engine_failure: bool = True
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "engine_url", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -112,7 +137,16 @@ class Settings(BaseSettings):
             raise ValueError("abstain_threshold must be <= answer_threshold")
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError("default_max_tokens must be <= max_tokens_limit")
+        if self.engine == "remote" and not self.engine_url:
+            raise ValueError("CANDOR_ENGINE=remote needs CANDOR_ENGINE_URL")
         return self
+
+    @property
+    def decision_log_target(self) -> str | Path | None:
+        """Where the decision log goes: the URL, else the SQLite path, else nowhere."""
+        if not self.decision_log_enabled:
+            return None
+        return self.decision_log_url or self.decision_log
 
     @property
     def model_name(self) -> str:

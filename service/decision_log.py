@@ -1,15 +1,17 @@
-"""The durable decision log: every cascade decision appended to SQLite (WAL), off the request path.
+"""The durable decision log: every cascade decision appended to a store (SQLite WAL, or a
+PostgreSQL shared by replicas: ``service/decision_store.py``), off the request path.
 
 One writer thread owns the connection. Requests only put a row on a bounded queue
 (``record`` never blocks; when the queue is full the row is dropped and counted,
 the request is never slowed). Feedback goes through the same FIFO queue, so it
 always lands after the decision it labels, and ``feedback`` resolves only after
-its transaction is committed with ``synchronous=FULL``: an acknowledged label
-survives a kill -9 (and a power cut). Decision rows still in the queue when the
-process is killed are lost; that loss is bounded by the queue and documented.
+its transaction is durably committed (SQLite ``synchronous=FULL``, PostgreSQL
+``synchronous_commit=on``): an acknowledged label survives a kill -9 (and a power
+cut). Decision rows still in the queue when the process is killed are lost; that loss is
+bounded by the queue and documented.
 
 No raw question or answer text is stored unless ``log_text`` is set.
-``labelled_entries(path)`` is the read side for recalibration (``candor calibrate
+``labelled_entries(path_or_url)`` is the read side for recalibration (``candor calibrate
 --from-log``).
 """
 
@@ -20,7 +22,6 @@ import concurrent.futures
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from service import schemas
-from service.errors import DeadlineExceeded
+from service.decision_store import DecisionStore, open_store, redact
+from service.errors import DeadlineExceeded, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,33 +48,14 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("label", "INTEGER"), ("label_ts", "REAL"),
 )
 LABEL_COLUMNS = ("label", "label_ts")
-_ROW = tuple(name for name, _ in COLUMNS if name not in LABEL_COLUMNS)
-SCHEMA = (
+SCHEMA = (  # the SQLite form, for tools and tests that build a log by hand
     "CREATE TABLE IF NOT EXISTS decisions ("
     + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ");\n"
     "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts);\n"
 )
-_INSERT = (
-    f"INSERT OR REPLACE INTO decisions ({', '.join(_ROW)}) "
-    f"VALUES ({', '.join(':' + n for n in _ROW)})"
-)
 _BATCH = 512
 _PRUNE_EVERY_S = 3600.0
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection in WAL mode with full fsync on commit (the table is created if missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(SCHEMA)
-    have = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
-    for name, typ in COLUMNS:  # a log written by an older Candor gains the new columns
-        if name not in have:
-            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} {typ.split()[0]}")
-    conn.commit()
-    return conn
+_RETRY_S = 1.0  # pause after a failed write before the next batch
 
 
 @dataclass(frozen=True)
@@ -90,21 +73,44 @@ class Labelled:
 
 
 class DecisionLog:
-    """Append-only decision log with a background writer. ``close`` flushes what is queued."""
+    """Append-only decision log with a background writer. ``close`` flushes what is queued.
 
-    def __init__(self, path: Path, *, log_text: bool = False, retention_days: int = 30,
-                 max_queue: int = 10_000) -> None:
-        self.path = Path(path)
+    ``url``: a SQLite path or ``sqlite:///...`` URL, or ``postgresql://...`` (shared by
+    replicas). The writer never dies silently: a failed batch is logged, counted
+    (``errors``, ``candor_decision_log_errors``), its decision rows are counted as dropped
+    (``candor_decision_log_dropped``), its feedback answers 503, and ``healthy`` turns False
+    (``/readyz`` says degraded) until a batch commits again.
+    """
+
+    def __init__(self, url: Path | str, *, log_text: bool = False, retention_days: int = 30,
+                 max_queue: int = 10_000, metrics: Any = None,
+                 unknown_grace_s: tuple[float, ...] | None = None) -> None:
+        self.url = url
         self.log_text = log_text
         self.retention_s = retention_days * 86400.0
         self.dropped = 0
         self.written = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._metrics = metrics
         self._q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max_queue)
-        self._conn = connect(self.path)
+        self._store: DecisionStore = open_store(url, COLUMNS, LABEL_COLUMNS)
+        # Shared store: the decision may still sit in the answering replica's queue when its
+        # feedback reaches this one; look again a few times before saying 404.
+        self.unknown_grace_s = unknown_grace_s if unknown_grace_s is not None else (
+            (0.05, 0.2, 0.5, 1.0) if self._store.shared else ())
         self.prune()
         self._thread = threading.Thread(target=self._run, name="candor-decision-log",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def path(self) -> Path | None:
+        return getattr(self._store, "path", None)
+
+    @property
+    def healthy(self) -> bool:
+        return self.last_error is None
 
     # -- request side (event loop) -----------------------------------------------------------
     def record(self, resp: schemas.AnswerResponse, req: schemas.AnswerRequest,
@@ -126,13 +132,22 @@ class DecisionLog:
         try:
             self._q.put_nowait(("decision", row))
         except queue.Full:
-            self.dropped += 1
+            self._drop(1)
             log.warning("decision log queue full; dropped %s (%d so far)", resp.id, self.dropped)
 
     async def feedback(self, answer_id: str, correct: bool,
                        timeout_s: float = 30.0) -> Labelled | None:
         """Label a logged decision once committed: the labelled row (its audit flag and the
         promise it carried, for live monitoring), or None when the id is unknown."""
+        for pause in (*self.unknown_grace_s, None):
+            labelled = await self._feedback_once(answer_id, correct, timeout_s)
+            if labelled is not None or pause is None:
+                return labelled
+            await asyncio.sleep(pause)
+        return None  # pragma: no cover - the loop always returns
+
+    async def _feedback_once(self, answer_id: str, correct: bool,
+                             timeout_s: float) -> Labelled | None:
         fut: concurrent.futures.Future[Labelled | None] = concurrent.futures.Future()
         await asyncio.to_thread(self._q.put, ("feedback", (answer_id, correct, fut)))
         try:
@@ -156,56 +171,64 @@ class DecisionLog:
                 except queue.Empty:
                     break
             stop = any(kind == "stop" for kind, _ in batch)
-            self._write([item for item in batch if item[0] != "stop"])
-            if time.monotonic() - last_prune > _PRUNE_EVERY_S:
-                self.prune()
+            ok = self._write([item for item in batch if item[0] != "stop"])
+            if ok and time.monotonic() - last_prune > _PRUNE_EVERY_S:
+                self._guarded(self.prune)
                 last_prune = time.monotonic()
             if stop:
                 return
+            if not ok:
+                time.sleep(_RETRY_S)
 
-    def _write(self, batch: list[tuple[str, Any]]) -> None:
+    def _write(self, batch: list[tuple[str, Any]]) -> bool:
         if not batch:
-            return
-        results: list[tuple[concurrent.futures.Future[Labelled | None], Labelled | None]] = []
+            return True
+        rows = [item for kind, item in batch if kind == "decision"]
+        labels = [item for kind, item in batch if kind == "feedback"]
         try:
-            with self._conn:  # one transaction for the batch, committed before any ack
-                for kind, item in batch:
-                    if kind == "decision":
-                        self._conn.execute(_INSERT, item)
-                        self.written += 1
-                    else:
-                        answer_id, correct, fut = item
-                        results.append((fut, self._label(answer_id, correct)))
-        except sqlite3.Error as exc:
-            log.error("decision log write failed: %s", exc)
-            for kind, item in batch:
-                if kind == "feedback":
-                    _settle(item[2], exc)
-            return
-        for fut, stored in results:
-            _settle(fut, stored)
+            results = self._store.write(rows, [(rid, ok) for rid, ok, _ in labels])
+        except Exception as exc:  # noqa: BLE001 - counted, surfaced, and the writer lives on
+            self._fail(exc, len(rows))
+            for _, _, fut in labels:
+                _settle(fut, EngineUnavailable(
+                    "the decision log cannot store the label right now; retry",
+                    headers={"Retry-After": "5"}))
+            return False
+        self.written += len(rows)
+        self.last_error = None
+        for (rid, ok, fut), stored in zip(labels, results, strict=True):
+            _settle(fut, None if stored is None else Labelled(
+                rid, bool(stored["audit"]), stored["decision"], stored["target_risk"],
+                stored["calibration_id"], stored["profile"], ok,
+                None if stored["label"] is None else bool(stored["label"])))
+        return True
 
-    def _label(self, answer_id: str, correct: bool) -> Labelled | None:
-        """Label one decision (inside the batch's transaction); what it labelled, or None."""
-        row = self._conn.execute(
-            "SELECT audit, decision, target_risk, calibration_id, profile, label "
-            "FROM decisions WHERE id = ?", (answer_id,)).fetchone()
-        if row is None:
-            return None
-        self._conn.execute("UPDATE decisions SET label = ?, label_ts = ? WHERE id = ?",
-                           (int(correct), time.time(), answer_id))
-        audit, decision, target_risk, calibration_id, profile, previous = row
-        return Labelled(answer_id, bool(audit), decision, target_risk, calibration_id, profile,
-                        correct, None if previous is None else bool(previous))
+    def _fail(self, exc: Exception, rows: int) -> None:
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        if self._metrics is not None:
+            self._metrics.decision_log_errors.inc()
+        self._drop(rows)
+        log.error("decision log write to %s failed (%d rows dropped): %s",
+                  redact(self.url), rows, self.last_error)
+
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        if self._metrics is not None and n:
+            self._metrics.decision_log_dropped.inc(n)
+
+    def _guarded(self, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc, 0)
 
     def prune(self) -> int:
         """Delete decisions older than the retention window; returns how many went."""
-        cutoff = time.time() - self.retention_s
-        with self._conn:
-            n = self._conn.execute("DELETE FROM decisions WHERE ts < ?", (cutoff,)).rowcount
+        n = self._store.prune(time.time() - self.retention_s)
         if n:
             log.info("decision log: pruned %d entries older than the retention window", n)
-        return int(n)
+        return n
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush the queue, stop the writer and close the connection."""
@@ -213,7 +236,7 @@ class DecisionLog:
             self._q.put(("stop", None))
             self._thread.join(timeout_s)
         if not self._thread.is_alive():
-            self._conn.close()
+            self._store.close()
 
 
 def _settle(fut: concurrent.futures.Future[Labelled | None],
@@ -240,17 +263,13 @@ def labelled_entries(path: Path | str) -> list[dict[str, Any]]:
     serving settings' fingerprint), and ``question``/``answer`` (None unless
     ``CANDOR_LOG_TEXT``).
     """
-    conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30.0)
-    conn.row_factory = sqlite3.Row
+    store = open_store(path, COLUMNS, LABEL_COLUMNS, readonly=True)
     try:
-        rows = conn.execute(
-            "SELECT * FROM decisions WHERE label IS NOT NULL ORDER BY ts"
-        ).fetchall()
+        rows = store.labelled()
     finally:
-        conn.close()
+        store.close()
     out = []
-    for r in rows:
-        d = dict(r)
+    for d in rows:
         d["signals"] = json.loads(d["signals"] or "{}")
         d["stages"] = json.loads(d["stages"] or "[]")
         d["correct"] = bool(d.pop("label"))

@@ -23,6 +23,7 @@ from service.api.errors import register_error_handlers
 from service.api.middleware import RequestGuard
 from service.config import Settings, get_settings
 from service.decision_log import DecisionLog
+from service.engine.factory import start_engine
 from service.engine.protocol import EngineClient
 from service.errors import CalibrationError, CandorError
 from service.state import CandorState
@@ -32,20 +33,21 @@ log = logging.getLogger("candor")
 
 
 async def load_engine(state: CandorState) -> None:
-    """Prepare the model, start vLLM and the embedder; record a failure instead of hanging."""
+    """Start the engine (off the event loop) and the embedder; record a failure instead of
+    hanging. An engine started before a later step failed is closed, never leaked."""
     s = state.settings
+    engine: EngineClient | None = None
     try:
-        from service.engine.model_store import resolve_model
-        from service.engine.vllm_local import VllmLocalEngine
-
-        path = await asyncio.to_thread(resolve_model, s)
-        engine = await VllmLocalEngine.start(s, path)
+        engine = await start_engine(s)
         embedder, nli = await asyncio.to_thread(load_side_models, s)
         state.attach(engine, embedder, nli)
-        log.info("ready: model=%s", s.model_name)
+        log.info("ready: model=%s engine=%s", s.model_name, s.engine)
     except Exception as exc:  # noqa: BLE001 - reported on /readyz, never swallowed silently
         state.load_error = f"{type(exc).__name__}: {exc}"
         log.error("engine failed to load: %s", state.load_error)
+    finally:
+        if engine is not None and state.engine is not engine:
+            await engine.aclose()
 
 
 def load_side_models(s: Settings) -> tuple[object | None, object | None]:
@@ -100,14 +102,16 @@ def create_app(
             state.attach(engine, embedder)
         else:
             task = asyncio.create_task(load_engine(state))
-        if settings.decision_log is not None and state.decision_log is None:
+        target = settings.decision_log_target
+        if target is not None and state.decision_log is None:
             state.decision_log = await asyncio.to_thread(
-                DecisionLog, settings.decision_log, log_text=settings.log_text,
-                retention_days=settings.log_retention_days)
+                DecisionLog, target, log_text=settings.log_text,
+                retention_days=settings.log_retention_days, metrics=state.metrics)
         await state.restore_monitoring()  # a restart loses no committed label
         hup = install_sighup(state)
         watch = None
-        if engine is None and settings.engine_watchdog_s > 0:  # real engine: supervise it
+        if engine is None and settings.engine == "local" and settings.engine_watchdog_s > 0:
+            # in-process engine: supervise it (a remote one recovers on its own: /readyz)
             app.state.watchdog = EngineWatchdog(
                 state, settings.engine_watchdog_s, settings.engine_exit_grace_s,
                 settings.exit_on_engine_failure)
@@ -142,7 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
-    if settings.decision_log is None and settings.decision_log_enabled:
+    if settings.decision_log_target is None and settings.decision_log_enabled:
         settings = settings.model_copy(
             update={"decision_log": settings.cache_dir / "decisions.sqlite"})
     logging.basicConfig(level=settings.log_level.upper(),
@@ -182,12 +186,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_calibrate_parser(sub)
     add_eval_parser(sub)
+    p.set_defaults(start_engine=load_engine)  # in-process collection starts it like serve
     return p
 
 
 def cli(argv: list[str] | None = None) -> int:
+    """The ``candor`` command. Bad settings end in one line per problem, never a traceback."""
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        for e in exc.errors():
+            field = ".".join(map(str, e["loc"]))
+            name = f"CANDOR_{field.upper()}" if field else "settings"
+            print(f"candor: invalid setting {name}: {e['msg']}", file=sys.stderr)
+        return 2
+    except CalibrationError as exc:
+        print(f"candor: {exc.message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -103,6 +103,18 @@ class Metrics:
             "candor_feedback", "Labels received; audited=true labels are the unbiased sample.",
             ["audited"], registry=r,
         )
+        self.admission_limit = Gauge(
+            "candor_admission_limit", "Current admission limit per pool (answers, score).",
+            ["pool"], registry=r,
+        )
+        self.decision_log_errors = Counter(
+            "candor_decision_log_errors", "Decision log batches that failed to commit.",
+            registry=r,
+        )
+        self.decision_log_dropped = Counter(
+            "candor_decision_log_dropped", "Decision rows not stored (queue full or a failed "
+            "commit).", registry=r,
+        )
         self._monitoring(r)
         self._precreate()
 

@@ -82,6 +82,8 @@ class Signals(BaseModel):
     consistency: float | None = None
     n_clusters: int | None = None
     homogeneous: bool | None = None
+    samples_drawn: int | None = Field(
+        default=None, description="Stage-1 samples drawn (fewer than N when adaptive).")
     semantic_entropy: float | None = None
     mean_similarity: float | None = None
     p_true: float | None = None

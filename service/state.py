@@ -13,22 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from service import schemas
+from service.admission import Limiter, admission_pools
 from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.cascade.policy import ConfidenceModel, UncalibratedModel
-from service.cascade.providers import Providers
+from service.cascade.providers import AdaptiveSampling, OnDelta, Providers
 from service.cascade.runner import Cascade
 from service.cascade.score import score as score_answers
 from service.cascade.stages import Stage, default_stages
 from service.config import Settings
 from service.decision_log import DecisionLog, Labelled
 from service.engine.protocol import EngineClient
-from service.errors import (
-    ArtifactRejected,
-    BadRequest,
-    CalibrationError,
-    EngineUnavailable,
-    Overloaded,
-)
+from service.errors import ArtifactRejected, BadRequest, CalibrationError, EngineUnavailable
 from service.metrics import Metrics
 from service.monitoring.hub import Monitoring
 from service.reload import validate_artifact
@@ -71,7 +66,6 @@ class CandorState:
     embedder: object | None = None
     nli: object | None = None
     load_error: str | None = None
-    inflight: int = 0
     cascade: Cascade | None = None
     decision_log: DecisionLog | None = None
     monitoring: Monitoring | None = None
@@ -80,6 +74,15 @@ class CandorState:
     _serving_base: dict[str, object] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    limiters: dict[str, Limiter] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.limiters:
+            self.limiters = admission_pools(self.settings, self.metrics)
+
+    @property
+    def inflight(self) -> int:
+        return self.limiters["answers"].inflight
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None,
@@ -137,6 +140,8 @@ class CandorState:
             engine=engine, top_logprobs=s.top_logprobs, samples_n=s.samples_n,
             sample_temperature=s.sample_temperature, sample_max_tokens=s.sample_max_tokens,
             max_model_len=s.max_model_len, max_question_chars=s.max_question_chars,
+            adaptive=AdaptiveSampling(s.samples_round, s.samples_confidence)
+            if s.samples_adaptive else None,
             embed=getattr(embedder, "encode", None), nli=getattr(nli, "entail_probs", None),
         )
         self.cascade = Cascade(
@@ -157,21 +162,12 @@ class CandorState:
         return self.cascade
 
     # -- requests ----------------------------------------------------------------------------
-    async def answer(self, req: schemas.AnswerRequest, endpoint: str) -> schemas.AnswerResponse:
+    async def answer(self, req: schemas.AnswerRequest, endpoint: str,
+                     on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
         cascade = self._require_cascade()
-        if self.inflight >= self.settings.max_inflight:
-            raise Overloaded(
-                f"{self.inflight} requests in flight (limit {self.settings.max_inflight})",
-                retry_after_s=1,
-            )
-        self.inflight += 1
-        self.metrics.inflight.set(self.inflight)
         t0 = time.perf_counter()
-        try:
-            resp = await cascade.answer(req)
-        finally:
-            self.inflight -= 1
-            self.metrics.inflight.set(self.inflight)
+        async with self.limiters["answers"].slot():
+            resp = await cascade.answer(req, on_delta)
         self.metrics.observe_answer(endpoint, resp, time.perf_counter() - t0)
         if self.monitoring is not None:
             self.monitoring.observe_decision(resp)
@@ -189,7 +185,8 @@ class CandorState:
             "nli_provider": getattr(self.nli, "entail_probs", None),
         }
         t0 = time.perf_counter()
-        resp = await score_answers(req, self.stages, self.model, providers)
+        async with self.limiters["score"].slot():
+            resp = await score_answers(req, self.stages, self.model, providers)
         self.metrics.observe_score(time.perf_counter() - t0)
         return resp
 
@@ -204,9 +201,13 @@ class CandorState:
         """Rebuild the monitors from the decision log (startup: a restart loses nothing)."""
         if self.monitoring is None or self.decision_log is None:
             return
-        from service.monitoring.restore import audit_counts, recent_decisions
+        from service.monitoring.restore import audit_counts, recent_decisions, sqlite_path
 
-        path, active = self.decision_log.path, self.model.id
+        path, active = sqlite_path(self.decision_log.url), self.model.id
+        if path is None:
+            log.warning("live monitors start empty: rebuilding them reads a SQLite decision "
+                        "log, not %s", type(self.decision_log._store).__name__)
+            return
         counts = await asyncio.to_thread(audit_counts, path)
         recent = (await asyncio.to_thread(recent_decisions, path, active,
                                           self.settings.drift_window) if active else [])

@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from service.api import admin, answer, calibration, feedback, health, openai_compat
+from service.api.playground import mount_playground
 
 
 def register_routers(app: FastAPI) -> None:
@@ -12,3 +13,4 @@ def register_routers(app: FastAPI) -> None:
     app.include_router(feedback.router)
     app.include_router(openai_compat.router)
     app.include_router(admin.router)
+    mount_playground(app)

@@ -23,8 +23,13 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: StateDep) -> dict[str, str]:
     """200 once the engine is loaded and healthy; 503 before, and after an engine failure."""
     if not await state.ready():
-        detail = state.load_error or "engine not loaded yet"
+        detail = state.load_error or ("engine not loaded yet" if state.engine is None
+                                      else "the engine does not answer its health check")
         raise EngineUnavailable(f"not ready: {detail}", headers={"Retry-After": "5"})
+    dlog = state.decision_log
+    if dlog is not None and not dlog.healthy:  # answers flow; labels and rows do not
+        return {"status": "degraded", "model": state.settings.model_name,
+                "decision_log": dlog.last_error or "failing"}
     return {"status": "ready", "model": state.settings.model_name}
 
 

@@ -2,9 +2,10 @@
 
     candor calibrate --dataset ladder --n 300 --split-seed 0 [--server URL] [--out PATH]
 
-Without ``--server`` a local ``candor serve`` is started for the run (and stopped), with
-exactly the serving settings of this environment; the artifact pins them (and the
-server's report of them, ``GET /v1/calibration``). Responses are cached in ``--cache``
+Without ``--server`` the questions run in large batches through the server's own
+cascade on an in-process engine (``batch.py``), with exactly the serving settings of
+this environment; with ``--server`` over HTTP, with that server's settings (its
+report at ``GET /v1/calibration``). The artifact pins them. Responses are cached in ``--cache``
 (JSONL, keyed by question, request settings and serving fingerprint), so a rerun only
 asks what is missing.
 """
@@ -15,33 +16,41 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.calibration.collect import CollectError, CollectSettings, collect
-from service.calibration.pinning import ServingSettings, serving_settings
+from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.calibration.records import Record, from_response, to_records
 from service.calibration.thresholds import DEFAULT_ALPHAS
 from service.cascade.stages import MAX_STAGE, N_STAGES
 from service.labelled.datasets import DATASETS, load_dataset
 from service.labelled.items import Item
 
+if TYPE_CHECKING:
+    from service.config import Settings
+
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 log = logging.getLogger("candor.calibrate")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help=f"{' | '.join(DATASETS)} | path.jsonl")
+    p.add_argument("--dataset", default=None,
+                   help=f"{' | '.join(DATASETS)} | path.jsonl | path.csv")
     p.add_argument("--n", type=int, default=None, help="questions (seeded subset)")
     p.add_argument("--seed", type=int, default=0, help="dataset subset / ladder seed")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--server", default=None, help="Candor base URL; unset: start one")
+    p.add_argument("--server", default=None,
+                   help="Candor base URL (HTTP); unset: batch through an in-process engine")
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--max-stage", type=int, default=MAX_STAGE, choices=range(N_STAGES),
                    help="highest stage collected (0: greedy only, cheapest)")
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="questions in flight (default: 8 over HTTP, 128 in-process)")
     p.add_argument("--timeout", type=float, default=CollectSettings.timeout_s,
                    help="seconds to wait for one question's cascade")
     p.add_argument("--cache", type=Path, default=None, help="JSONL response cache")
@@ -82,7 +91,7 @@ def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]], 
 
     def config(serving: ServingSettings) -> CollectSettings:
         return CollectSettings(max_tokens=args.max_tokens, max_stage=args.max_stage,
-                               concurrency=args.concurrency, timeout_s=args.timeout,
+                               concurrency=args.concurrency or 8, timeout_s=args.timeout,
                                serving=serving.fingerprint())
 
     async def run(url: str, cfg: CollectSettings) -> list[dict[str, Any]]:
@@ -93,22 +102,48 @@ def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]], 
 
     if args.server:
         serving = settings_for(args.server)
+        save_serving(cache, serving)
         return items, asyncio.run(run(args.server, config(serving))), serving
     from service.calibration.collect import read_cache
 
-    serving = serving_for(args, load_serving(cache))
+    serving = local = serving_for(args, None)
+    saved = load_serving(cache)
+    if saved is not None:  # the engine that filled the cache knew its chat template
+        kept = serving_for(args, saved)
+        if not compare(kept, local, check_template=False)[0]:
+            serving = kept
     cfg, cached = config(serving), read_cache(cache)
     if all(cfg.key(it) in cached for it in items):
         return items, [cached[cfg.key(it)] for it in items], serving
-    from service.calibration.server import ServerStartError, local_server
+    from service.calibration.batch import collect_local
+
+    # stdout carries the command's JSON result: the in-process engine logs to stderr
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+    def pinned(engine_serving: ServingSettings) -> CollectSettings:
+        save_serving(cache, engine_serving)
+        return config(engine_serving)
 
     try:
-        with local_server(cache.with_suffix(".server.log"), args.max_tokens) as url:
-            serving = settings_for(url)
-            save_serving(cache, serving)
-            return items, asyncio.run(run(url, config(serving))), serving
-    except ServerStartError as exc:
+        responses, serving = asyncio.run(collect_local(
+            items, cache, replace(config(serving), concurrency=args.concurrency or 128),
+            local_settings(args.max_tokens), args.start_engine, progress=not args.no_progress,
+            on_serving=pinned))
+    except CollectError as exc:
         raise SystemExit(f"candor: {exc}") from exc
+    return items, responses, serving
+
+
+def local_settings(max_tokens: int) -> Settings:
+    """This environment's serving settings for an in-process collection: only the token
+    limit (when the questions ask for more) and the per-request budget change, neither
+    of which changes a signal."""
+    from service.config import Settings
+
+    s = Settings()
+    return s.model_copy(update={"max_tokens_limit": max(s.max_tokens_limit, max_tokens),
+                                "max_budget_ms": 3_600_000})
 
 
 def fetch_serving(url: str) -> dict[str, Any]:
@@ -137,8 +172,9 @@ def load_serving(cache: Path) -> dict[str, Any] | None:
     return data
 
 
-def from_log(path: Path) -> tuple[list[Record], ServingSettings, str]:
-    """Labelled decisions of the SQLite decision log (``POST /v1/feedback`` labels).
+def from_log(path: Path | str) -> tuple[list[Record], ServingSettings, str]:
+    """Labelled decisions of the decision log (``POST /v1/feedback`` labels), from a SQLite
+    path or a ``postgresql://`` URL.
 
     Audited decisions (a uniform random share of all decisions, ``CANDOR_AUDIT_RATE``)
     ran every stage for the record, so their labels are an unbiased sample and the replay
@@ -243,6 +279,7 @@ def add_calibrate_parser(sub: Any) -> None:
     p.add_argument("--tasks", nargs="+", default=None, help="tasks this profile covers")
     p.add_argument("--out", type=Path, default=None, help="artifact path")
     p.add_argument("--collect-only", action="store_true", help="fill the cache and stop")
-    p.add_argument("--from-log", type=Path, default=None,
-                   help="calibrate from labelled decisions in the SQLite decision log")
+    p.add_argument("--from-log", default=None,
+                   help="calibrate from labelled decisions in the decision log (SQLite path "
+                   "or postgresql:// URL)")
     p.set_defaults(func=_calibrate)

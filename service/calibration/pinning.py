@@ -41,6 +41,9 @@ class ServingSettings(BaseModel):
     samples_n: int
     sample_temperature: float
     sample_max_tokens: int
+    samples_adaptive: bool = False
+    samples_round: int = 2
+    samples_confidence: float = 0.9
     top_logprobs: int
     embedding_model: str
     cluster_similarity: float
@@ -57,8 +60,8 @@ class ServingSettings(BaseModel):
 
 
 SIGNAL_FIELDS = ("model", "dtype", "samples_n", "sample_temperature", "sample_max_tokens",
-                 "top_logprobs", "embedding_model", "cluster_similarity", "nli_model",
-                 "chat_template")
+                 "samples_adaptive", "samples_round", "samples_confidence", "top_logprobs",
+                 "embedding_model", "cluster_similarity", "nli_model", "chat_template")
 REQUEST_FIELDS = ("answer_max_tokens", "system_prompt")
 WARN_FIELDS = ("candor_version",)
 
@@ -68,7 +71,8 @@ def serving_settings(s: Settings, chat_template: str | None = None,
     return ServingSettings(
         model=s.model_name, dtype=s.dtype, samples_n=s.samples_n,
         sample_temperature=s.sample_temperature, sample_max_tokens=s.sample_max_tokens,
-        top_logprobs=s.top_logprobs,
+        samples_adaptive=s.samples_adaptive, samples_round=s.samples_round,
+        samples_confidence=s.samples_confidence, top_logprobs=s.top_logprobs,
         embedding_model=str(s.embedding_model) if s.embedding_model else DEFAULT_EMBEDDER,
         cluster_similarity=s.cluster_similarity,
         nli_model=str(s.nli_model) if s.nli_model else None, chat_template=chat_template,

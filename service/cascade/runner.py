@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from service import schemas
 from service.cascade.policy import Action, ConfidenceModel, Policy, PolicyChoice
-from service.cascade.providers import Providers, build_messages
+from service.cascade.providers import OnDelta, Providers, TokenMeter, build_messages
 from service.cascade.stages import MAX_STAGE, STAGE_CONF_KEYS, Stage
 from service.errors import BadRequest, DeadlineExceeded
 from service.signals.base import MissingInput, SignalContext, SignalResult
@@ -105,7 +105,10 @@ class Cascade:
             risk, why = None, mismatch
         return PolicyChoice(policy, risk, why)
 
-    async def answer(self, req: schemas.AnswerRequest) -> schemas.AnswerResponse:
+    async def answer(self, req: schemas.AnswerRequest,
+                     on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
+        """Run the cascade; ``on_delta`` (live streaming) receives the greedy pass as it is
+        generated, and the stages then continue from its final completion."""
         model = self.model  # held for the whole request: a hot reload never changes it midway
         max_tokens = req.max_tokens or self.default_max_tokens
         if max_tokens > self.max_tokens_limit:
@@ -129,7 +132,7 @@ class Cascade:
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout_at(_loop_deadline(deadline)):
-                greedy = await self.providers.greedy(messages, max_tokens, rid)
+                greedy = await self.providers.greedy(messages, max_tokens, rid, on_delta)
         except TimeoutError as exc:
             raise DeadlineExceeded(
                 f"budget_ms={budget_ms} ran out before the first answer was generated",
@@ -137,19 +140,20 @@ class Cascade:
             ) from exc
         g_ms = (time.perf_counter() - t0) * 1000
         comp = greedy.completions[0]
+        meter = TokenMeter()  # this request's own token count: nothing shared to leak
         ctx = SignalContext(
             question=req.question, task=task, answer=comp.text,
             token_logprobs=[t.logprob for t in comp.tokens],
             top_logprobs=[list(t.top_logprobs) for t in comp.tokens],
             context=req.context,
-            **self.providers.signal_providers(messages, rid, max_tokens),
+            **self.providers.signal_providers(messages, rid, max_tokens, comp.text, task,
+                                              meter=meter),
         )
         trace = Trace()
         decided = await self._run_stages(ctx, trace, policy, max_stage, deadline, budget_ms,
-                                         rid, g_ms, comp.n_tokens, req.policy.run_all, audit,
+                                         meter, g_ms, comp.n_tokens, req.policy.run_all, audit,
                                          model)
-        completion = comp.n_tokens + self.providers.tokens_used(rid)
-        self.providers.forget(rid)
+        completion = comp.n_tokens + meter.total
         abstained = decided.action is Action.ABSTAIN
         return schemas.AnswerResponse(
             id=rid,
@@ -185,14 +189,14 @@ class Cascade:
         )
 
     async def _run_stages(self, ctx: SignalContext, trace: Trace, policy: Policy,
-                          max_stage: int, deadline: float, budget_ms: int, rid: str,
+                          max_stage: int, deadline: float, budget_ms: int, meter: TokenMeter,
                           g_ms: float, g_tokens: int, run_all: bool, audit: bool,
                           model: ConfidenceModel) -> Decided:
         """Stages in order until the policy decides; an audited request runs on to
         ``max_stage`` for the record (its decision stays the sequential policy's)."""
         decided: Decided | None = None
         for stage in self.stages[: max_stage + 1]:
-            before = self.providers.tokens_used(rid)
+            before = meter.total
             ts = time.perf_counter()
             try:
                 async with asyncio.timeout_at(_loop_deadline(deadline)):
@@ -208,7 +212,7 @@ class Cascade:
                 trace.skipped.append(f"{stage.name}: missing {exc}")
                 continue
             ms = (time.perf_counter() - ts) * 1000 + (g_ms if stage.index == 0 else 0.0)
-            tokens = self.providers.tokens_used(rid) - before
+            tokens = meter.total - before
             tokens += g_tokens if stage.index == 0 else 0
             add_result(trace, stage, res, ms, tokens, model)
             if decided is not None:  # audit-only stage: recorded, not decided on

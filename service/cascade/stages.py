@@ -29,7 +29,8 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(0, "token", "free: the greedy pass's own logprobs",
               ("token_entropy", "mean_nll", "min_token_prob", "n_tokens"), "conf_token"),
     StageSpec(1, "consistency", "N samples in one prefix-cached request",
-              ("consistency", "n_clusters", "homogeneous"), "conf_consistency", sampling=True),
+              ("consistency", "n_clusters", "homogeneous", "samples_drawn"), "conf_consistency",
+              sampling=True),
     StageSpec(2, "semantic", "embeddings (or NLI) of N+1 answers",
               ("semantic_entropy", "mean_similarity"), "conf_semantic", sampling=True),
     StageSpec(3, "judge", "one extra 1-token pass; NLI/embedding of the context",
@@ -40,6 +41,13 @@ MAX_STAGE = N_STAGES - 1
 STAGE_NAMES = tuple(s.name for s in STAGES)
 STAGE_KEYS = tuple(str(s.index) for s in STAGES)  # "0".."3": artifact tables, metric labels
 STAGE_CONF_KEYS = tuple(s.conf_key for s in STAGES)
+# Raw signal -> direction (+1: higher = more confident), for signals whose direction is
+# known before any data (docs/signals.md); used to rank by a single signal.
+DIRECTIONS: dict[str, int] = {
+    "token_entropy": -1, "mean_nll": -1, "min_token_prob": 1, "n_tokens": -1, "consistency": 1,
+    "n_clusters": -1, "semantic_entropy": -1, "mean_similarity": 1, "p_true": 1,
+    "context_support": 1,
+}
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ split by chunked prefill kills the CPU engine ("CPU Generator does not use offse
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from functools import lru_cache
 from typing import Any
 
@@ -57,29 +59,15 @@ class VllmLocalEngine:
 
     @classmethod
     async def start(cls, settings: Settings, model_path: str) -> VllmLocalEngine:
+        """Start vLLM in a worker thread (its start blocks for up to minutes): the event loop,
+        and so ``/healthz``, keeps answering. ``AsyncLLM`` built outside a running loop starts
+        its output handler lazily, on the first request, in the loop that makes it."""
         t0 = time.perf_counter()
-        cpu = _is_cpu_build()
-        if cpu:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.kv_cache_gib))
-        from vllm import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-
-        args = AsyncEngineArgs(
-            model=model_path,
-            served_model_name=[settings.model_name],
-            dtype=settings.dtype,
-            max_model_len=settings.max_model_len,
-            enforce_eager=settings.enforce_eager,
-            enable_prefix_caching=True,
-            max_logprobs=max(20, settings.top_logprobs),
-            gpu_memory_utilization=settings.gpu_memory_utilization,
-            disable_log_stats=False,
-        )
-        llm = AsyncLLM.from_engine_args(args)
+        llm = await asyncio.to_thread(build_llm, settings, model_path)
         tokenizer = llm.get_tokenizer()
         engine = cls(llm, tokenizer, settings.model_name, settings.max_model_len)
         engine.load_seconds = time.perf_counter() - t0
-        log.info("vLLM engine ready in %.1f s (cpu=%s)", engine.load_seconds, cpu)
+        log.info("vLLM engine ready in %.1f s", engine.load_seconds)
         return engine
 
     # -- EngineClient ----------------------------------------------------------------------
@@ -115,19 +103,23 @@ class VllmLocalEngine:
         text: list[str] = []
         tokens: list[TokenInfo] = []
         n_tokens = 0
+        outs = self._llm.generate({"prompt_token_ids": list(ids)},
+                                  self._sampling(params, "DELTA"), request_id)
         try:
-            async for out in self._llm.generate({"prompt_token_ids": list(ids)},
-                                                 self._sampling(params, "DELTA"), request_id):
-                c = out.outputs[0]
-                piece = self._completion(c, params.top_logprobs)
-                text.append(c.text)
-                tokens.extend(piece.tokens)
-                n_tokens += len(c.token_ids)
-                final = None
-                if out.finished:
-                    final = Completion("".join(text), tuple(tokens), n_tokens,
-                                       c.finish_reason or "stop")
-                yield TextDelta(c.text, piece.tokens, final, len(ids))
+            # aclosing: closing this stream closes vLLM's generator at once, which aborts
+            # the request (vLLM aborts on GeneratorExit), instead of whenever it is collected
+            async with aclosing(outs):
+                async for out in outs:
+                    c = out.outputs[0]
+                    piece = self._completion(c, params.top_logprobs)
+                    text.append(c.text)
+                    tokens.extend(piece.tokens)
+                    n_tokens += len(c.token_ids)
+                    final = None
+                    if out.finished:
+                        final = Completion("".join(text), tuple(tokens), n_tokens,
+                                           c.finish_reason or "stop")
+                    yield TextDelta(c.text, piece.tokens, final, len(ids))
         except EngineDeadError as exc:
             raise EngineUnavailable("the inference engine has stopped; retry later") from exc
 
@@ -185,6 +177,27 @@ class VllmLocalEngine:
 
     async def aclose(self) -> None:
         self._llm.shutdown()
+
+
+def build_llm(settings: Settings, model_path: str) -> Any:
+    """vLLM's ``AsyncLLM`` for the model (blocking: spawns and waits for the engine core)."""
+    if _is_cpu_build():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.kv_cache_gib))
+    from vllm import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    args = AsyncEngineArgs(
+        model=model_path,
+        served_model_name=[settings.model_name],
+        dtype=settings.dtype,
+        max_model_len=settings.max_model_len,
+        enforce_eager=settings.enforce_eager,
+        enable_prefix_caching=True,
+        max_logprobs=max(20, settings.top_logprobs),
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        disable_log_stats=False,
+    )
+    return AsyncLLM.from_engine_args(args)
 
 
 def template_hash(template: object) -> str | None:

@@ -1,9 +1,10 @@
 """Rebuild the live monitors from the SQLite decision log at startup (read-only).
 
-Two queries: the running sums of every promise (audited decisions with a target risk,
-grouped by profile, artifact id and target risk: decisions, abstentions, labelled
-answered, wrong answered), and the last ``limit`` decisions of the active artifact for
-the drift window. Only committed rows exist, which is what a restart can keep.
+SQLite only (a PostgreSQL log is shared by replicas; each replica's monitors then start
+empty and count what it sees). Two queries: the running sums of every promise (audited
+decisions with a target risk, grouped by profile, artifact id and target risk: decisions,
+abstentions, labelled answered, wrong answered), and the last ``limit`` decisions of the
+active artifact for the drift window. Only committed rows exist, which is what a restart can keep.
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ _RECENT = """
 SELECT profile, calibration_id, target_risk, stage_reached, stages FROM decisions
 WHERE calibration_id = ? ORDER BY ts DESC LIMIT ?
 """
+
+
+def sqlite_path(url: Path | str) -> Path | None:
+    """The file of a SQLite decision log URL (``decision_store.open_store``'s forms), or None
+    for another back end."""
+    text = str(url)
+    if text.startswith("sqlite:///"):
+        return Path(text[len("sqlite:///"):])
+    return None if "://" in text else Path(text)
 
 
 def _connect(path: Path) -> sqlite3.Connection | None:

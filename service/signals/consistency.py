@@ -6,7 +6,8 @@ Values:
 - ``n_clusters``: distinct normalised answers among the samples.
 - ``homogeneous``: all samples fall in one cluster (N >= 2). Then sampling carries no
   information ("response homogenization", arXiv 2603.24124) and the stage is marked
-  uninformative: the cascade falls back on the stage-0 confidence.
+  uninformative: the cascade falls back on the stage-0 confidence (which single-cluster
+  cases count: ``HOMOGENEITY_RULE``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ from dataclasses import dataclass
 
 from service.signals.base import SignalContext, SignalResult
 from service.signals.normalize import normalize_answer
+
+# When do homogeneous samples carry no information? "any": whenever all samples fall in
+# one cluster; "with_greedy": only when that cluster holds the greedy answer (a single
+# cluster that excludes it says the greedy answer is likely wrong). Chosen from data:
+# docs/signals.md, benchmarks/homogeneity_rule.py.
+HOMOGENEITY_RULE = "any"
+
+
+def sampling_uninformative(single_cluster: bool, greedy_share: float,
+                           rule: str = HOMOGENEITY_RULE) -> bool:
+    """The one homogeneity rule, for stage 1 (exact clusters) and stage 2 (semantic)."""
+    return single_cluster and (rule == "any" or greedy_share > 0)
 
 
 def cluster_ids(keys: Sequence[str]) -> list[int]:
@@ -63,9 +76,10 @@ class ConsistencySignal:
             "consistency": stats.consistency,
             "n_clusters": stats.n_clusters,
             "homogeneous": stats.homogeneous,
+            "samples_drawn": len(samples),
         }
         ctx._memo["consistency_stats"] = stats
-        if stats.homogeneous:
+        if sampling_uninformative(stats.homogeneous, stats.consistency):
             return SignalResult(
                 self.name, values, stats.consistency, informative=False,
                 note="homogeneous: all samples in one cluster; sampling is uninformative",

@@ -22,10 +22,9 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering
 
 from service.signals.base import SignalContext, SignalResult
-from service.signals.consistency import cluster_ids
+from service.signals.consistency import cluster_ids, sampling_uninformative
 from service.signals.normalize import normalize_answer
 
 
@@ -36,6 +35,8 @@ def agglomerative_clusters(emb: np.ndarray, min_similarity: float) -> list[int]:
         return []
     if n == 1:
         return [0]
+    from sklearn.cluster import AgglomerativeClustering  # on first use: a heavy import
+
     model = AgglomerativeClustering(
         n_clusters=None,
         metric="cosine",
@@ -104,7 +105,8 @@ class SemanticSignal:
             "semantic_entropy": stats["semantic_entropy"],
             "mean_similarity": stats["mean_similarity"],
         }
-        single = stats["n_semantic_clusters"] == 1 and len(samples) >= 2
+        single = sampling_uninformative(stats["n_semantic_clusters"] == 1 and len(samples) >= 2,
+                                        stats["greedy_share"])
         note = "single semantic cluster; uninformative" if single else None
         conf = stats["greedy_share"]
         if not math.isfinite(conf):

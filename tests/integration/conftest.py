@@ -56,6 +56,10 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> LiveServ
         "CANDOR_DEFAULT_MAX_TOKENS": "48",
         "CANDOR_SAMPLE_MAX_TOKENS": "32",
         "CANDOR_MAX_BUDGET_MS": "90000",
+        # The session server keeps the fixed ceiling its tests were written against (batch
+        # collection at concurrency 24, the 2x-capacity load test); the adaptive limit is
+        # tested in tests/unit/test_admission*.py and serves the remote-engine tests.
+        "CANDOR_ADMISSION": "fixed",
         **(extra_env or {}),
     }
     log_path = tmp / f"candor-{port}.log"
@@ -89,6 +93,12 @@ def stop_server(server: LiveServer) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.proc.pid, signal.SIGKILL)
             server.proc.wait(timeout=10)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Remote-engine tests last: they start a second engine (a vLLM server) only after
+    every test that uses the session ``live_server`` is done with it."""
+    items.sort(key=lambda item: item.get_closest_marker("remote_engine") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,9 @@ from scipy.stats import binom
 
 from service.calibration.artifact import ArtifactSpec, save_artifact
 from service.calibration.build import build_artifact
+from service.calibration.cli import fetch_serving
 from service.calibration.collect import CollectSettings, collect
+from service.calibration.pinning import ServingSettings
 from service.calibration.records import to_records
 from service.labelled.ladder import arithmetic_ladder
 from tests.integration.conftest import LiveServer, start_server, stop_server
@@ -35,10 +38,13 @@ ALPHAS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 def ci_artifact(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> ArtifactSpec:
     items = arithmetic_ladder(N_QUESTIONS, seed=0, max_digits=2)
     cache = tmp_path_factory.mktemp("calib") / "ladder.jsonl"
-    responses = asyncio.run(collect(items, live_server.url, cache, CFG, progress=False))
+    serving = ServingSettings.model_validate(
+        {**fetch_serving(live_server.url), "answer_max_tokens": CFG.max_tokens})
+    cfg = replace(CFG, serving=serving.fingerprint())
+    responses = asyncio.run(collect(items, live_server.url, cache, cfg, progress=False))
     records = to_records(items, responses, None)
-    return build_artifact(records, dataset="ladder", model_name=responses[0]["model"], seed=0,
-                          delta=0.1, holdout=0.3, alphas=ALPHAS,
+    return build_artifact(records, dataset="ladder", settings=serving, seed=0, delta=0.1,
+                          holdout=0.3, alphas=ALPHAS, default_alpha=0.5,
                           collect={"max_tokens": CFG.max_tokens, "max_stage": 0})
 
 
@@ -65,6 +71,7 @@ def test_ci_calibration_holds_on_heldout(ci_artifact: ArtifactSpec) -> None:
     # calibrated: a constant or uncalibrated score would be off by ~0.5 on this base rate
     assert held["ece"] is not None and held["ece"] < 0.25, held
     assert held["risk"], f"no alpha supported: {ci_artifact.thresholds['0']}"
+    assert ci_artifact.default_supported, ci_artifact.thresholds["0"]
     default = next(r for r in held["risk"] if r["alpha"] == ci_artifact.default_alpha)
     assert default["realised_risk"] <= default["alpha"], default  # the server's promise
     for row in held["risk"]:  # every entry: held-out errors consistent with risk <= alpha
@@ -77,6 +84,9 @@ def test_calibrated_server_reports_and_abstains(calibrated_server: LiveServer,
     with calibrated_server.client() as c:
         info = c.get("/v1/calibration").json()
         assert info["calibrated"] and info["id"] == ci_artifact.id
+        # the artifact pins the engine's own chat template, checked when it started
+        assert info["settings"]["chat_template"] == info["serving"]["chat_template"]
+        assert info["settings"]["chat_template"] is not None
         hard = [it for it in arithmetic_ladder(24, seed=5) if it.meta["digits"] in ("3", "4")]
         easy = [it for it in arithmetic_ladder(24, seed=5) if it.meta["digits"] == "1"]
         decisions = []
@@ -86,6 +96,7 @@ def test_calibrated_server_reports_and_abstains(calibrated_server: LiveServer,
             assert r.status_code == 200, r.text
             b = r.json()
             assert b["calibrated"] and b["calibration"]["id"] == ci_artifact.id
+            assert b["calibration"]["target_risk"] == ci_artifact.default_alpha, b["calibration"]
             if b["abstained"]:
                 assert b["reason"] in ("low_confidence", "hopeless") and b["answer"].strip()
             decisions.append(b["decision"])
@@ -93,15 +104,29 @@ def test_calibrated_server_reports_and_abstains(calibrated_server: LiveServer,
         low = c.post("/v1/answer", json={"question": "What is 1 + 1?", "max_tokens": 8,
                                          "policy": {"max_stage": 0, "target_risk": 0.001}})
         assert low.status_code == 400 and low.json()["error"]["param"] == "policy.target_risk"
+        # outside the pinned settings (another max_tokens): answered, but nothing promised
+        other = c.post("/v1/answer", json={"question": "What is 2 + 2?", "max_tokens": 8,
+                                           "policy": {"max_stage": 0}}).json()
+        assert other["calibration"]["target_risk"] is None
+        assert other["calibration"]["reason"].startswith("settings: max_tokens=8")
 
 
-def test_bad_artifact_stops_serve(tmp_path: Path, ci_artifact: ArtifactSpec) -> None:
+@pytest.mark.parametrize("change, needle", [
+    ({"model": "other"}, "fitted for model 'other'"),
+    ({"settings": {"samples_n": 3}}, "samples_n: calibrated 3, serving 10"),
+    ({"settings": {"sample_temperature": 0.9}}, "sample_temperature: calibrated 0.9, serving 0.4"),
+])
+def test_bad_artifact_stops_serve(tmp_path: Path, ci_artifact: ArtifactSpec,
+                                  change: dict[str, object], needle: str) -> None:
+    data = json.loads(ci_artifact.model_dump_json())
+    for key, value in change.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({**json.loads(ci_artifact.model_dump_json()), "model": "other"}))
+    bad.write_text(json.dumps(data))
     exe = Path(sys.executable).with_name("candor")
     proc = subprocess.run([str(exe), "serve", "--port", "0"], capture_output=True, text=True,
                           env={"CANDOR_CALIBRATION": str(bad), "PATH": "/usr/bin:/bin",
                                "HOME": str(Path.home())},
                           timeout=120)
-    assert proc.returncode != 0
-    assert "fitted for model 'other'" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr

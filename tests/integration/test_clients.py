@@ -21,6 +21,7 @@ from candor_client.cli import EXIT_ABSTAINED, EXIT_OK
 
 from tests.integration.conftest import LiveServer
 from tests.unit.api_reference import DOC, documented_block, render
+from tests.unit.client_drift import drift
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +37,11 @@ def test_docs_match_the_live_openapi_schema(api: httpx.Client) -> None:
     assert documented_block(DOC.read_text()) == render(live), (
         "docs/api.md differs from the live schema; run "
         ".venv/bin/python -m tests.unit.api_reference --write")
+
+
+def test_client_models_match_the_live_openapi_schema(api: httpx.Client) -> None:
+    problems = drift(api.get("/openapi.json").json())
+    assert not problems, "candor-client drifted from the server:\n" + "\n".join(problems)
 
 
 def test_openai_sdk_gets_answers_and_uncertainty(live_server: LiveServer) -> None:
@@ -135,16 +141,23 @@ def test_cli_exit_codes_and_json(live_server: LiveServer) -> None:
 def test_examples_run_against_the_server(live_server: LiveServer, tmp_path: Path) -> None:
     questions = tmp_path / "q.txt"
     questions.write_text("What is the capital of Spain?\nWhat is 6 + 1?\n")
-    queue = tmp_path / "queue.jsonl"
+    queue, audit = tmp_path / "queue.jsonl", tmp_path / "audit.jsonl"
     desk = run_tool(sys.executable, "examples/human_review_queue.py", "--url", live_server.url,
                     "--questions", str(questions), "--queue", str(queue), "--max-stage", "0",
-                    "--max-tokens", "12")
+                    "--max-tokens", "12", "--audit-queue", str(audit), "--audit-rate", "1")
     assert desk.returncode == 0, desk.stderr
     summary = json.loads(desk.stdout.splitlines()[-1])
     assert summary["questions"] == 2 and summary["errors"] == 0
     queued = queue.read_text().splitlines() if queue.exists() else []
     assert len(queued) == summary["to_human"] == 2 - summary["answered"]
+    audited = [json.loads(ln) for ln in audit.read_text().splitlines()]
+    assert summary["audited"] == len(audited) == 2  # every decision, answered or not
+    assert all(a["audit"] and a["candor_id"].startswith("ans_") for a in audited)
     sdk = run_tool(sys.executable, "examples/openai_sdk.py", "--url", live_server.url,
                    "--max-stage", "0", "--max-tokens", "12", "What is 1 + 1?")
     assert sdk.returncode in (0, 3), sdk.stderr
     assert "confidence=" in sdk.stdout
+    live = run_tool(sys.executable, "examples/openai_sdk.py", "--url", live_server.url,
+                    "--stream", "live", "--max-stage", "0", "--max-tokens", "8", "Say hi.")
+    assert live.returncode in (0, 3), live.stderr
+    assert live.stdout.splitlines()[-1].startswith("confidence="), live.stdout

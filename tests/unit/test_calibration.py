@@ -23,8 +23,9 @@ SERVING = serving_settings(Settings(samples_n=4))
 
 
 def make_spec(n: int = 900, seed: int = 0, delta: float = 0.1, **kw: object) -> ArtifactSpec:
-    return build_artifact(synthetic_records(n, seed), dataset="synthetic", settings=SERVING,
-                          seed=seed, delta=delta, holdout=0.3, **kw)  # type: ignore[arg-type]
+    kw.setdefault("settings", SERVING)
+    return build_artifact(synthetic_records(n, seed), dataset="synthetic", seed=seed,
+                          delta=delta, holdout=0.3, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -177,3 +177,32 @@ def test_semantic_signal_groups_math_by_final_number() -> None:
     assert res.confidence == pytest.approx(0.75)
     assert res.values["semantic_entropy"] == pytest.approx(
         -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+
+
+def test_adaptive_sampling_stops_once_decided() -> None:
+    """Rounds of 2: unanimous samples decide after 4 (posterior 0.97 >= 0.9); a split
+    stays undecided to N; samples_drawn says how many were drawn."""
+    import asyncio
+
+    from fastapi.testclient import TestClient
+
+    from service.config import Settings
+    from service.main import create_app
+    from service.signals.adaptive import decided, majority_posterior, rounds
+    from tests.fakes import FakeEmbedder, FakeEngine, Script
+
+    assert rounds(10, 3) == [3, 3, 3, 1] and majority_posterior(2, 4) == 0.5
+    assert decided(4, 4, 0.9) and not decided(2, 4, 0.9) and decided(0, 4, 0.9)
+    engine = FakeEngine(scripts={
+        "sure": Script(greedy="4", samples=["4"] * 10),
+        "split": Script(greedy="4", samples=["4", "5"] * 5),
+    })
+    s = Settings(samples_n=10, samples_adaptive=True, samples_round=2, samples_confidence=0.9)
+    with TestClient(create_app(s, engine=engine, embedder=FakeEmbedder())) as c:
+        for q, drawn in (("sure", 4), ("split", 10)):
+            body = c.post("/v1/answer", json={"question": q, "policy": {"run_all": True,
+                                                                        "max_stage": 1}}).json()
+            assert body["signals"]["samples_drawn"] == drawn, (q, body["signals"])
+    rounds_asked = [p.n for rid, p in engine.calls if "-samples-" in rid]
+    assert rounds_asked == [2, 2] + [2] * 5
+    asyncio.get_event_loop_policy()  # (no loop left running)

@@ -1,0 +1,119 @@
+"""The README's calibrate -> eval -> serve flow, run as written (only ``--n`` is smaller),
+in a scratch directory laid out like a fresh clone: ``candor calibrate`` starts its own
+server with the serving defaults, ``candor eval`` judges the artifact on its held-out
+questions, and ``CANDOR_CALIBRATION=... make serve`` serves it with a promise."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.docs_commands import REPO, blocks, doc_commands
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+N = 40  # the README says 300: same flags, fewer questions
+
+
+def readme_flow() -> list[str]:
+    lines = [c.line for c in doc_commands() if c.source.startswith("README.md")]
+    flow = [ln for ln in lines if " calibrate " in ln or " eval " in ln]
+    assert len(flow) == 2, flow
+    text = (REPO / "README.md").read_text()
+    flow += [ln.strip() for _, block in blocks(text) for ln in block
+             if ln.strip().startswith("CANDOR_CALIBRATION=") and ln.strip().endswith("make serve")]
+    assert len(flow) == 3, flow
+    return [small(ln) for ln in flow]
+
+
+def small(line: str) -> str:
+    return re.sub(r"--n \d+", f"--n {N}", line)
+
+
+def calibration_md_flow() -> list[str]:
+    """docs/calibration.md's dataset calibrate/eval commands (its --from-log one needs a
+    labelled decision log: tests/unit/test_calibration_api.py runs that form)."""
+    lines = [c.line for c in doc_commands() if c.source.startswith("calibration.md")]
+    flow = [small(ln) for ln in lines if "--dataset" in ln]
+    assert len(flow) == 2, lines
+    return flow
+
+
+def scratch_clone(tmp: Path) -> Path:
+    """The files `make serve` needs, linked (the installed .venv is reused, not rebuilt)."""
+    (tmp / "clients" / "python").mkdir(parents=True)
+    for rel in (".venv", "Makefile", "pyproject.toml", "clients/python/pyproject.toml"):
+        (tmp / rel).symlink_to(REPO / rel)
+    return tmp
+
+
+def run(line: str, cwd: Path, env: dict[str, str], timeout: float) -> str:
+    proc = subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"`{line}` failed:\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
+    calibrate, evaluate, serve = readme_flow()
+    cwd = scratch_clone(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANDOR_")}
+    env["CANDOR_KV_CACHE_GIB"] = "2"
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"  # `candor` as installed
+
+    t0 = time.monotonic()
+    out = json.loads(run(calibrate + " --no-progress", cwd, env, 900))
+    artifact = json.loads((cwd / "runs/calibration/ladder.json").read_text())
+    assert out["id"] == artifact["id"] and artifact["settings"]["answer_max_tokens"] == 16
+    assert artifact["settings"]["chat_template"], "pinned from the in-process engine"
+    assert "mu" in artifact["feasibility"] and artifact["n"] == N
+    t_cal = time.monotonic() - t0
+
+    summary = json.loads(run(evaluate + " --no-progress", cwd, env, 300).split("report:")[0])
+    held = len(artifact["split_keys"]["heldout"])
+    assert summary["n"] == held and summary["excluded_fitted"] == N - held
+    assert (cwd / "runs/eval/ladder/report.html").exists()
+
+    # docs/calibration.md's commands: same questions and settings, so from the cache
+    md_calibrate, md_eval = calibration_md_flow()
+    out = json.loads(run(md_calibrate + " --no-progress", cwd, env, 300))
+    artifact = json.loads((cwd / "runs/calibration/ladder.json").read_text())
+    assert out["id"] == artifact["id"] and artifact["default_alpha"] == 0.3
+    run(md_eval + " --no-progress", cwd, env, 300)
+
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(["bash", "-c", serve], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                            env={**env, "CANDOR_PORT": str(port), "CANDOR_HOST": "127.0.0.1"},
+                            start_new_session=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
+            deadline = time.monotonic() + 420
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+                try:
+                    if c.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(1)
+            info = c.get("/v1/calibration").json()
+            assert info["calibrated"] and info["id"] == artifact["id"]
+            body = c.post("/v1/answer", json={"question": "What is 3 + 4?",
+                                              "policy": {"max_stage": 0}}).json()
+            cal = body["calibration"]  # served at the calibrated max_tokens=16 by default
+            assert cal["id"] == artifact["id"]
+            assert cal["reason"] is None or not cal["reason"].startswith("settings"), cal
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    print(f"README flow: calibrate {t_cal:.0f} s (in-process engine), eval on {held} held-out")

@@ -1,0 +1,147 @@
+"""Candor in remote mode (CANDOR_ENGINE=remote) in front of a real vLLM OpenAI server.
+
+Runs last in the session (the ``remote_engine`` marker; tests/integration/conftest.py): the
+local answers are taken from the session ``live_server`` first, then the vLLM server starts,
+so two engines never generate at the same time on CI's two cores. Questions are short
+(max_tokens <= 12).
+
+Tolerance: the greedy answer text and its token count must be identical; the stage-0
+signals (mean_nll, token_entropy, min_token_prob) equal within 0.02 absolute (same vLLM
+kernels, bf16, one sequence at a time; the server decodes tokens the same way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.integration.conftest import LiveServer, start_server, stop_server
+from tests.integration.remote import VllmServer, vllm_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.remote_engine]
+
+QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?",
+             "What color is the sky on a clear day?"]
+STAGE0 = ("mean_nll", "token_entropy", "min_token_prob")
+TOL = 0.02
+
+
+def ask(c: httpx.Client, q: str, **kw: object) -> httpx.Response:
+    body = {"question": q, "max_tokens": 12, "policy": {"max_stage": 0}, **kw}
+    return c.post("/v1/answer", json=body)
+
+
+@pytest.fixture(scope="module")
+def local_answers(live_server: LiveServer) -> dict[str, dict]:
+    with live_server.client() as c:
+        out = {}
+        for q in QUESTIONS:
+            r = ask(c, q)
+            assert r.status_code == 200, r.text
+            out[q] = r.json()
+        return out
+
+
+@pytest.fixture(scope="module")
+def engine(local_answers: dict[str, dict],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    server = vllm_server(tmp_path_factory.mktemp("vllm"))
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def remote(engine: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("candor-remote"),
+                          {"CANDOR_ENGINE": "remote", "CANDOR_ENGINE_URL": engine.url,
+                           "CANDOR_ADMISSION": "adaptive",
+                           "CANDOR_ENGINE_CONNECT_TIMEOUT_S": "2", "CANDOR_ENGINE_ATTEMPTS": "2"})
+    yield server
+    stop_server(server)
+
+
+def test_same_greedy_answer_and_stage0_signals_as_local(remote: LiveServer,
+                                                        local_answers: dict[str, dict]) -> None:
+    with remote.client() as c:
+        for q, loc in local_answers.items():
+            r = ask(c, q)
+            assert r.status_code == 200, r.text
+            rem = r.json()
+            assert rem["answer"] == loc["answer"], q
+            assert rem["signals"]["n_tokens"] == loc["signals"]["n_tokens"]
+            assert rem["usage"]["prompt_tokens"] == loc["usage"]["prompt_tokens"]
+            for key in STAGE0:
+                assert rem["signals"][key] == pytest.approx(loc["signals"][key], abs=TOL), key
+
+
+def test_samples_arrive(remote: LiveServer) -> None:
+    with remote.client() as c:
+        r = ask(c, QUESTIONS[0], return_samples=True,
+                policy={"max_stage": 1, "run_all": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["stage_reached"] >= 1 and len(body["samples"]) == 10
+    assert body["signals"]["consistency"] is not None
+
+
+async def test_client_disconnect_aborts_the_engine_request(remote: LiveServer,
+                                                           engine: VllmServer) -> None:
+    async with httpx.AsyncClient(base_url=remote.url, timeout=60) as c:
+        task = asyncio.create_task(c.post("/v1/answer", json={
+            "question": "Write a long story about a dragon.", "max_tokens": 64,
+            "policy": {"max_stage": 0}}))
+        for _ in range(200):
+            if await asyncio.to_thread(engine.running) >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(engine.running) >= 1, "the request never reached vLLM"
+        task.cancel()  # closes the connection mid-request
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    for _ in range(60):
+        if await asyncio.to_thread(engine.running) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(engine.running) == 0  # aborted, well before 64 tokens
+
+
+async def test_stream_matches_generate_on_the_real_server(engine: VllmServer) -> None:
+    from service.engine.openai_remote import OpenAIRemoteEngine
+    from service.engine.protocol import ChatMessage, GenParams
+
+    eng = OpenAIRemoteEngine([engine.url], "SmolLM2-135M-Instruct")
+    msgs = [ChatMessage("user", QUESTIONS[0])]
+    params = GenParams(max_tokens=12, top_logprobs=5)
+    try:
+        gen = await eng.generate(msgs, params, "gen-1")
+        deltas = [d async for d in eng.stream(msgs, params, "stream-1")]
+    finally:
+        await eng.aclose()
+    final = deltas[-1].final
+    assert final is not None and all(d.final is None for d in deltas[:-1])
+    assert "".join(d.text for d in deltas) == final.text == gen.completions[0].text
+    assert final.n_tokens == gen.completions[0].n_tokens == len(final.tokens)
+    for a, b in zip(final.tokens, gen.completions[0].tokens, strict=True):
+        assert a.token == b.token and a.logprob == pytest.approx(b.logprob, abs=TOL)
+    assert deltas[-1].prompt_tokens == gen.prompt_tokens > 0
+
+
+def test_engine_killed_503_then_recovers_without_restart(remote: LiveServer,
+                                                         engine: VllmServer) -> None:
+    engine.kill()
+    with remote.client(timeout=60) as c:
+        r = ask(c, QUESTIONS[1])
+        assert r.status_code == 503, r.text
+        err = r.json()["error"]
+        assert err["type"] == "engine_unavailable" and "unreachable" in err["message"]
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and "health" in ready.json()["error"]["message"]
+        assert c.get("/healthz").status_code == 200
+        engine.start()  # same port; Candor keeps running
+        assert c.get("/readyz").status_code == 200
+        r = ask(c, QUESTIONS[1])
+        assert r.status_code == 200, r.text
+    assert remote.proc.poll() is None

@@ -1,0 +1,171 @@
+"""The promise is printed only where it holds: pinned serving settings, every way to lose
+the promise named, the default alpha fixed in advance, eval never on fitted data."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.calibration.artifact import CalibratedModel, save_artifact
+from service.calibration.build import split
+from service.config import Settings
+from service.errors import CalibrationError
+from service.eval.report import evaluate
+from service.main import create_app
+from service.state import CandorState
+from tests.fakes import FakeEmbedder, FakeEngine
+from tests.unit.calib_synth import synthetic_records
+from tests.unit.test_calibration import SERVING, make_spec
+from tests.unit.test_calibration_api import SCRIPTS
+
+
+def write(tmp: Path, **kw: object) -> Path:
+    path = tmp / "artifact.json"
+    save_artifact(make_spec(600, seed=1, **kw), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write(tmp_path_factory.mktemp("promise"))
+
+
+def client(artifact: Path | None, engine: FakeEngine | None = None, **s: object) -> TestClient:
+    settings = Settings(samples_n=4, calibration=artifact, **s)  # type: ignore[arg-type]
+    app = create_app(settings, engine=engine or FakeEngine(scripts=SCRIPTS),
+                     embedder=FakeEmbedder())
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def served(artifact: Path) -> Iterator[TestClient]:
+    with client(artifact) as c:
+        yield c
+
+
+def ask(c: TestClient, **body: object) -> dict[str, object]:
+    r = c.post("/v1/answer", json={"question": "k03", **body})
+    assert r.status_code == 200, r.text
+    out: dict[str, object] = r.json()
+    return out
+
+
+# -- settings pinned in the artifact ----------------------------------------------------------
+def test_other_signal_settings_are_refused_naming_each(artifact: Path) -> None:
+    with pytest.raises(CalibrationError) as err:
+        CandorState.build(Settings(samples_n=10, sample_temperature=0.7, calibration=artifact))
+    msg = err.value.message
+    assert "samples_n: calibrated 4, serving 10" in msg
+    assert "sample_temperature: calibrated 0.4, serving 0.7" in msg
+
+
+def test_a_version_difference_only_warns(tmp_path: Path,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path, settings=SERVING.model_copy(update={"candor_version": "0.0.9"}))
+    with caplog.at_level(logging.WARNING):
+        CandorState.build(Settings(samples_n=4, calibration=path))
+    assert "candor_version: calibrated '0.0.9'" in caplog.text
+
+
+def test_another_chat_template_is_refused_when_the_engine_starts(tmp_path: Path) -> None:
+    path = write(tmp_path, settings=SERVING.model_copy(update={"chat_template": "abc123"}))
+    with pytest.raises(CalibrationError, match="chat_template: calibrated 'abc123'"):
+        with client(path):
+            pass
+
+
+def test_requests_outside_the_pinned_settings_carry_no_promise(served: TestClient) -> None:
+    inside = ask(served, policy={"target_risk": 0.3})
+    assert inside["calibration"]["target_risk"] == 0.3, inside["calibration"]  # type: ignore[index]
+    for extra in ({"max_tokens": 7}, {"system": "Answer tersely."}):
+        cal = ask(served, policy={"target_risk": 0.3}, **extra)["calibration"]
+        assert cal["target_risk"] is None and cal["reason"].startswith("settings:"), cal  # type: ignore[index]
+
+
+def test_the_default_max_tokens_follows_the_artifact(tmp_path: Path) -> None:
+    path = write(tmp_path, settings=SERVING.model_copy(update={"answer_max_tokens": 16}))
+    with client(path) as c:  # CANDOR_DEFAULT_MAX_TOKENS unset: the calibrated 16 is served
+        assert ask(c, policy={"target_risk": 0.3})["calibration"]["target_risk"] == 0.3  # type: ignore[index]
+    with client(path, default_max_tokens=128) as c:  # set explicitly: no promise by default
+        cal = ask(c, policy={"target_risk": 0.3})["calibration"]
+        assert cal["target_risk"] is None and "max_tokens=128" in cal["reason"]  # type: ignore[index]
+
+
+# -- no promise where none holds --------------------------------------------------------------
+@pytest.mark.parametrize("policy, why", [
+    ({"run_all": True, "target_risk": 0.3}, "run_all:"),
+    ({"answer_threshold": 0.5, "target_risk": 0.3}, "thresholds:"),
+    ({"abstain_threshold": 0.1, "target_risk": 0.5}, "thresholds:"),
+])
+def test_overrides_void_the_promise_and_say_why(served: TestClient, policy: dict[str, object],
+                                                why: str) -> None:
+    cal = ask(served, policy=policy)["calibration"]
+    assert cal["target_risk"] is None and cal["reason"].startswith(why), cal  # type: ignore[index]
+    metrics = served.get("/metrics").text
+    assert f'candor_no_promise_total{{why="{why[:-1]}"}} 1.0' in metrics, metrics[-2000:]
+
+
+def test_uncalibrated_says_so() -> None:
+    with client(None) as c:
+        cal = ask(c)["calibration"]
+        assert cal["target_risk"] is None and cal["reason"].startswith("uncalibrated:")  # type: ignore[index]
+
+
+def test_self_selected_labels_give_maps_but_no_promise(tmp_path: Path) -> None:
+    path = write(tmp_path, labels="self-selected")
+    with client(path, answer_threshold=0.7, abstain_threshold=0.1) as c:
+        info = c.get("/v1/calibration").json()
+        assert info["guarantee"] is False and info["supported"] == {} and info["delta"] is None
+        body = ask(c)
+        cal = body["calibration"]
+        assert body["calibrated"] is True and cal["target_risk"] is None  # type: ignore[index]
+        assert cal["reason"].startswith("no_guarantee:") and cal["threshold"] == 0.7  # type: ignore[index]
+        bad = c.post("/v1/answer", json={"question": "k01", "policy": {"target_risk": 0.3}})
+        assert bad.status_code == 200 and bad.json()["calibration"]["target_risk"] is None
+
+
+def test_the_default_alpha_is_fixed_before_fitting(tmp_path: Path) -> None:
+    """An unsupported default is kept and said, never swapped for one that passed."""
+    spec = make_spec(600, seed=1, default_alpha=0.02)
+    assert spec.default_alpha == 0.02 and spec.default_supported is False
+    supported = [e.alpha for e in CalibratedModel(spec).supported(3)]
+    assert supported and min(supported) > 0.02  # other alphas pass, the default does not
+    path = tmp_path / "a.json"
+    save_artifact(spec, path)
+    with client(path) as c:
+        assert c.get("/v1/calibration").json()["default_supported"] is False
+        for key in list(SCRIPTS)[:4]:  # nothing promised at the default: every question abstains
+            body = ask(c, question=key)
+            assert body["abstained"] and body["calibration"]["reason"].startswith("unsupported:")  # type: ignore[index]
+        assert ask(c, policy={"target_risk": 0.3})["calibration"]["target_risk"] == 0.3  # type: ignore[index]
+
+
+# -- eval never re-splits; feasibility ---------------------------------------------------------
+def test_eval_runs_only_on_questions_the_artifact_never_fitted() -> None:
+    records = synthetic_records(600, 1)
+    model = CalibratedModel(make_spec(600, seed=1))
+    parts = split(records, 1, 0.3)
+    summary = evaluate(records, model)
+    assert summary["n"] == len(parts["heldout"]) and summary["excluded_fitted"] == 420
+    fresh = synthetic_records(50, 77)
+    for r in fresh:
+        r.key = "fresh-" + r.id
+    assert evaluate(parts["heldout"] + fresh, model)["n"] == len(parts["heldout"]) + 50
+    with pytest.raises(ValueError, match="were used to fit calibration"):
+        evaluate(parts["fit"] + parts["test"], model)
+
+
+def test_feasibility_bound_is_reported() -> None:
+    records = synthetic_records(600, 1)
+    spec = make_spec(600, seed=1)
+    mu = sum(not r.correct for r in records) / len(records)
+    feas = spec.feasibility
+    assert feas["mu"] == pytest.approx(mu)
+    for a, bound in feas["min_abstention"].items():
+        assert bound == pytest.approx(max(0.0, (mu - float(a)) / (1 - float(a))))
+    for row in feas["reached"]:  # held-out abstention sits above the bound (up to noise)
+        assert row["abstention"] >= row["min_abstention"] - 0.1, row
