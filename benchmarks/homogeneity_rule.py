@@ -42,12 +42,23 @@ from service.signals.consistency import consistency_stats  # noqa: E402
 from service.signals.normalize import normalize_answer  # noqa: E402
 
 
-async def collect(n: int, max_digits: int, max_tokens: int, seed: int) -> list[dict[str, Any]]:
+async def collect(n: int, max_digits: int, max_tokens: int, seed: int,
+                  save: Path | None = None) -> list[dict[str, Any]]:
+    """Rows in question order; with ``save``, each row is appended as it arrives and rows
+    already saved are not asked again (an interrupted run resumes)."""
     s = Settings()
     items = arithmetic_ladder(n, seed=seed, max_digits=max_digits)
+    done: dict[int, dict[str, Any]] = {}
+    if save is not None and save.exists():
+        for line in save.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[int(row["i"])] = row
+    todo = [i for i in range(n) if i not in done]
     engine = await start_engine(s)
-    sem = asyncio.Semaphore(8)
-    bar = tqdm(total=n, desc="questions", unit="q")
+    sem = asyncio.Semaphore(24)
+    bar = tqdm(total=n, initial=n - len(todo), desc="questions", unit="q")
+    fh = open(save, "a", encoding="utf-8") if save is not None else None  # noqa: SIM115
 
     async def one(i: int) -> dict[str, Any]:
         msgs = [ChatMessage("user", items[i].question)]
@@ -61,15 +72,23 @@ async def collect(n: int, max_digits: int, max_tokens: int, seed: int) -> list[d
         nll = -float(np.mean([t.logprob for t in comp.tokens])) if comp.tokens else math.inf
         st = consistency_stats(comp.text, [c.text for c in samp.completions], "math")
         g = normalize_answer(comp.text, "math")
-        return {"correct": float(grade_numeric(comp.text, items[i].answer)),
-                "token": math.exp(-nll), "agree": st.consistency,
-                "homogeneous": float(st.homogeneous), "greedy": g,
-                "samples": st.normalized, "digits": int(items[i].meta["digits"])}
+        row = {"i": i, "correct": float(grade_numeric(comp.text, items[i].answer)),
+               "token": math.exp(-nll), "agree": st.consistency,
+               "homogeneous": float(st.homogeneous), "greedy": g,
+               "samples": st.normalized, "digits": int(items[i].meta["digits"])}
+        if fh is not None:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+        return row
 
     try:
-        return list(await asyncio.gather(*(one(i) for i in range(n))))
+        for row in await asyncio.gather(*(one(i) for i in todo)):
+            done[int(row["i"])] = row
+        return [done[i] for i in range(n)]
     finally:
         bar.close()
+        if fh is not None:
+            fh.close()
         await engine.aclose()
 
 
@@ -106,17 +125,16 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=10)
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--save", type=Path, default=None,
-                   help="write the per-question rows (JSONL; benchmarks/adaptive_sampling.py "
-                        "reads them)")
+                   help="append the per-question rows (JSONL; a rerun resumes; "
+                        "benchmarks/adaptive_sampling.py reads them)")
     p.add_argument("--load", type=Path, default=None, help="read saved rows, no engine")
     a = p.parse_args()
     if a.load:
         rows = [json.loads(ln) for ln in a.load.read_text().splitlines() if ln.strip()]
     else:
-        rows = asyncio.run(collect(a.n, a.max_digits, a.max_tokens, a.seed))
-    if a.save:
-        a.save.parent.mkdir(parents=True, exist_ok=True)
-        a.save.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if a.save:
+            a.save.parent.mkdir(parents=True, exist_ok=True)
+        rows = asyncio.run(collect(a.n, a.max_digits, a.max_tokens, a.seed, a.save))
     report(rows)
 
 

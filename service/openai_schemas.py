@@ -21,6 +21,7 @@ from service.errors import BadRequest
 from service.schemas import AnswerRequest, AnswerResponse, PolicyIn, Task, Usage
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+StreamMode = Literal["guarded", "live"]
 
 
 class TextPart(BaseModel):
@@ -55,7 +56,13 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, description="Ignored (greedy answer).")
     top_p: float | None = Field(default=None, description="Ignored (greedy answer).")
     n: int = Field(default=1, description="Must be 1.")
-    stream: bool = Field(default=False, description="true: the answer, then a final chunk.")
+    stream: bool = Field(default=False, description="true: server-sent events (stream_mode).")
+    stream_mode: StreamMode = Field(
+        default="guarded",
+        description="With stream=true. guarded: the text is held until the cascade has "
+        "decided, then sent with the verdict (an abstention sends only the abstention "
+        "message). live: tokens as the engine generates them, then a last chunk with the "
+        "verdict (uncertainty; on abstention the abstention message as its content).")
     stop: str | list[str] | None = Field(default=None, description="Not supported (400).")
     logprobs: bool | None = Field(default=None, description="Not supported (400).")
     tools: list[dict[str, Any]] | None = Field(default=None, description="Not supported (400).")
@@ -143,16 +150,31 @@ def to_chat_response(resp: AnswerResponse, abstain_message: str,
     )
 
 
+def chunk(rid: str, created: int, model: str, delta: dict[str, Any],
+          finish: str | None = None) -> dict[str, Any]:
+    """One ``chat.completion.chunk``."""
+    return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                         "logprobs": None}]}
+
+
+def final_chunk(chat: ChatCompletionResponse, created: int | None = None,
+                live_text_sent: bool | None = None) -> dict[str, Any]:
+    """The last chunk: ``finish_reason``, ``usage`` and ``uncertainty``. In live mode
+    (``live_text_sent`` not None) an abstention's message is its content, after a blank
+    line when text was already streamed."""
+    delta: dict[str, Any] = {}
+    if live_text_sent is not None and chat.uncertainty.abstained:
+        sep = "\n\n" if live_text_sent else ""
+        delta = {"content": sep + chat.choices[0].message.content}
+    out = chunk(chat.id, chat.created if created is None else created, chat.model, delta,
+                chat.choices[0].finish_reason)
+    return {**out, "usage": chat.usage.model_dump(), "uncertainty": chat.uncertainty.model_dump()}
+
+
 def to_stream_chunks(chat: ChatCompletionResponse) -> list[dict[str, Any]]:
-    """``stream=true``: the answer in one chunk, then a final chunk with ``finish_reason``,
-    ``usage`` and ``uncertainty`` (the cascade decides before anything is sent)."""
-    base = {"id": chat.id, "object": "chat.completion.chunk", "created": chat.created,
-            "model": chat.model}
-    choice = chat.choices[0]
-    first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant",
-                                                        "content": choice.message.content},
-                                  "finish_reason": None, "logprobs": None}]}
-    last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.finish_reason,
-                                 "logprobs": None}],
-            "usage": chat.usage.model_dump(), "uncertainty": chat.uncertainty.model_dump()}
-    return [first, last]
+    """Guarded ``stream=true``: the vetted text (the answer or the abstention message) in
+    one chunk, then the final chunk (the cascade decides before anything is sent)."""
+    first = chunk(chat.id, chat.created, chat.model,
+                  {"role": "assistant", "content": chat.choices[0].message.content})
+    return [first, final_chunk(chat)]

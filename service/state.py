@@ -13,7 +13,7 @@ from service import schemas
 from service.admission import Limiter, admission_pools
 from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.cascade.policy import ConfidenceModel, UncalibratedModel
-from service.cascade.providers import AdaptiveSampling, Providers
+from service.cascade.providers import AdaptiveSampling, OnDelta, Providers
 from service.cascade.runner import Cascade
 from service.cascade.score import score as score_answers
 from service.cascade.stages import Stage, default_stages
@@ -148,11 +148,12 @@ class CandorState:
         return self.cascade
 
     # -- requests ----------------------------------------------------------------------------
-    async def answer(self, req: schemas.AnswerRequest, endpoint: str) -> schemas.AnswerResponse:
+    async def answer(self, req: schemas.AnswerRequest, endpoint: str,
+                     on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
         cascade = self._require_cascade()
         t0 = time.perf_counter()
         async with self.limiters["answers"].slot():
-            resp = await cascade.answer(req)
+            resp = await cascade.answer(req, on_delta)
         self.metrics.observe_answer(endpoint, resp, time.perf_counter() - t0)
         if self.decision_log is not None:  # queued; the writer thread does the I/O
             self.decision_log.record(resp, req, endpoint, self.serving_json(req, cascade))

@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from service.api import answer, calibration, feedback, health, openai_compat
+from service.api.playground import mount_playground
 
 
 def register_routers(app: FastAPI) -> None:
@@ -11,3 +12,4 @@ def register_routers(app: FastAPI) -> None:
     app.include_router(answer.router)
     app.include_router(feedback.router)
     app.include_router(openai_compat.router)
+    mount_playground(app)

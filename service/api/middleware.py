@@ -5,7 +5,9 @@ One pure-ASGI layer in front of every route (so every endpoint that lands gets i
 - **Auth.** When ``CANDOR_API_KEYS`` is set, every request needs ``Authorization: Bearer
   <key>`` or ``x-api-key: <key>``, checked with ``hmac.compare_digest`` against each key
   (no early exit on the first match). ``/healthz``, ``/readyz`` and ``/metrics`` stay open
-  when ``open_probes`` is true. A missing or wrong key is a 401 in the one error shape.
+  when ``open_probes`` is true; the playground page and its assets are always open (they
+  hold no data; the API calls the page makes need the key). A missing or wrong key is a
+  401 in the one error shape.
 - **Body size.** A ``Content-Length`` over ``max_body_bytes``, or a streamed body that
   grows past it, is a 413 naming the limit; the body is never buffered beyond it.
 - **Disconnects.** The body is read here, then the route runs as a task while this layer
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from service.api.errors import error_response
+from service.api.playground import is_public
 from service.config import Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        if self.keys and not (self.settings.open_probes and path in OPEN_PATHS):
+        public = is_public(path) or (self.settings.open_probes and path in OPEN_PATHS)
+        if self.keys and not public:
             if not self._authorised(scope):
                 self._observe(path, 401)
                 await error_response(

@@ -64,6 +64,8 @@ class ArtifactSpec(BaseModel):
     max_stage: int = Field(default=MAX_STAGE, ge=0, le=MAX_STAGE,
                            description="highest stage in the data")
     maps: list[StageMap | None] = Field(min_length=N_STAGES, max_length=N_STAGES)
+    selection: list[dict[str, Any] | None] = Field(
+        default_factory=list, description="per stage: which inputs its map got, and why")
     thresholds: dict[str, list[ThresholdEntry]]
     feasibility: dict[str, Any] = Field(default_factory=dict)
     heldout: dict[str, Any] = Field(default_factory=dict)

@@ -21,6 +21,7 @@ from service.calibration.fit import fit_stage_map
 from service.calibration.maps import StageMap
 from service.calibration.pinning import ServingSettings
 from service.calibration.records import Record
+from service.calibration.select import choose_inputs
 from service.calibration.simulate import decide, replay
 from service.calibration.thresholds import DEFAULT_ALPHAS, ltt_table, pick_abstain_threshold
 from service.cascade.stages import MAX_STAGE, N_STAGES
@@ -36,17 +37,36 @@ def split(records: Sequence[Record], seed: int, holdout: float) -> dict[str, lis
     return {k: [records[i] for i in v] for k, v in parts.items()}
 
 
-def fit_maps(records: Sequence[Record], seed: int = 0) -> list[StageMap | None]:
-    """One map per stage, fitted on the records where that stage was informative."""
+def fit_maps(records: Sequence[Record], seed: int = 0, select: bool = True,
+             ) -> tuple[list[StageMap | None], list[dict[str, Any] | None]]:
+    """One map per stage, fitted on the records where that stage was informative, over the
+    inputs ``select.choose_inputs`` picks (all, one signal, or the previous stage's map)."""
     maps: list[StageMap | None] = []
+    chosen: list[dict[str, Any] | None] = []
+    last: list[str] | None = None  # the inputs of the last fitted map
     for k in range(N_STAGES):
         rows = [r for r in records if r.ran[k] and r.informative[k]]
         names = list(stage_features(k))
-        x = np.array([vectorise(r.features(k), names) for r in rows], dtype=float)
+        x = np.array([vectorise(r.features(k), names) for r in rows],
+                     dtype=float).reshape(len(rows), len(names))
         y = np.array([r.correct for r in rows], dtype=int)
-        maps.append(fit_stage_map(x.reshape(len(rows), len(names)), y, names, seed)
-                    if rows else None)
-    return maps
+        if not rows:
+            maps.append(None)
+            chosen.append(None)
+            continue
+        pick = choose_inputs(x, y, names, last, seed) if select else None
+        inputs = names if pick is None else pick.features
+        chosen.append(None if pick is None else {"choice": pick.choice,
+                                                 "auroc_oof": pick.scores})
+        if inputs is None:  # the previous stage's map ranks at least as well: keep it
+            maps.append(None)
+            continue
+        cols = [names.index(f) for f in inputs]
+        stage_map = fit_stage_map(x[:, cols], y, inputs, seed)
+        maps.append(stage_map)
+        if stage_map is not None:
+            last = inputs
+    return maps, chosen
 
 
 def feasibility(records: Sequence[Record], alphas: Sequence[float]) -> dict[str, Any]:
@@ -82,7 +102,7 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
                    seed: int, delta: float, holdout: float, alphas: Sequence[float] | None = None,
                    default_alpha: float = 0.1, labels: Labels = "dataset",
                    profile: str = "default", tasks: Sequence[str] = (),
-                   collect: dict[str, Any] | None = None) -> ArtifactSpec:
+                   collect: dict[str, Any] | None = None, select: bool = True) -> ArtifactSpec:
     """Split, fit the maps, test thresholds, check on held-out data.
 
     ``default_alpha`` is an input fixed before fitting: the artifact records whether it
@@ -93,7 +113,7 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     guarantee = labels != "self-selected"
     parts = split(records, seed, holdout)
     top = max(k for r in records for k in range(N_STAGES) if r.ran[k])
-    maps = fit_maps(parts["fit"], seed)
+    maps, selection = fit_maps(parts["fit"], seed, select)
     if maps[0] is None:
         raise ValueError(f"too few fit examples ({len(parts['fit'])}) for a stage-0 map")
     now = datetime.now(UTC)
@@ -107,7 +127,7 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
         "settings": settings.model_dump(), "labels": labels, "guarantee": guarantee,
         "delta": delta, "default_alpha": default_alpha, "abstain_threshold": 0.0,
         "max_stage": top,
-        "maps": [m.to_json() if m else None for m in maps],
+        "maps": [m.to_json() if m else None for m in maps], "selection": selection,
         "thresholds": {str(k): [] for k in range(N_STAGES)}, "collect": collect or {},
         "feasibility": feasibility(records, alphas),
     }

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from dataclasses import replace
@@ -38,7 +39,8 @@ log = logging.getLogger("candor.calibrate")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help=f"{' | '.join(DATASETS)} | path.jsonl")
+    p.add_argument("--dataset", default=None,
+                   help=f"{' | '.join(DATASETS)} | path.jsonl | path.csv")
     p.add_argument("--n", type=int, default=None, help="questions (seeded subset)")
     p.add_argument("--seed", type=int, default=0, help="dataset subset / ladder seed")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -114,6 +116,10 @@ def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]], 
     if all(cfg.key(it) in cached for it in items):
         return items, [cached[cfg.key(it)] for it in items], serving
     from service.calibration.batch import collect_local
+
+    # stdout carries the command's JSON result: the in-process engine logs to stderr
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
     def pinned(engine_serving: ServingSettings) -> CollectSettings:
         save_serving(cache, engine_serving)

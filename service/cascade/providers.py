@@ -8,18 +8,26 @@ NLI) that the ``SignalContext`` memoises. Token accounting lives with the reques
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from service.engine.protocol import ChatMessage, EngineClient, Generation, GenParams
-from service.errors import BadRequest, PayloadTooLarge
+from service.engine.protocol import (
+    ChatMessage,
+    EngineClient,
+    Generation,
+    GenParams,
+    TextDelta,
+)
+from service.errors import BadRequest, EngineUnavailable, PayloadTooLarge
 from service.signals.adaptive import decided, rounds
 from service.signals.judge import P_TRUE_TEMPLATE, p_true_from_top
 from service.signals.normalize import normalize_answer
 
 CONTEXT_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
+OnDelta = Callable[[str, TextDelta], Awaitable[None]]  # (request id, delta)
 
 
 def build_messages(question: str, system: str | None, context: str | None) -> list[ChatMessage]:
@@ -72,10 +80,24 @@ class Providers:
                 param="question",
             )
 
-    async def greedy(self, messages: list[ChatMessage], max_tokens: int, rid: str) -> Generation:
+    async def greedy(self, messages: list[ChatMessage], max_tokens: int, rid: str,
+                     on_delta: OnDelta | None = None) -> Generation:
+        """The greedy pass; with ``on_delta`` it is streamed (``engine.stream``) and each
+        delta handed on with the request's id as it arrives; the result is the same
+        ``Generation`` either way."""
         params = GenParams(n=1, temperature=0.0, max_tokens=max_tokens,
                            top_logprobs=self.top_logprobs)
-        return await self.engine.generate(messages, params, f"{rid}-greedy")
+        if on_delta is None:
+            return await self.engine.generate(messages, params, f"{rid}-greedy")
+        final, prompt_tokens = None, 0
+        async with aclosing(self.engine.stream(messages, params, f"{rid}-greedy")) as deltas:
+            async for delta in deltas:
+                await on_delta(rid, delta)
+                if delta.final is not None:
+                    final, prompt_tokens = delta.final, delta.prompt_tokens
+        if final is None:
+            raise EngineUnavailable("the engine's stream ended without a final completion")
+        return Generation((final,), prompt_tokens, final.n_tokens)
 
     def signal_providers(
         self, messages: list[ChatMessage], rid: str, max_tokens: int, answer: str = "",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from service import schemas
 from service.cascade.policy import Action, ConfidenceModel, Policy, PolicyChoice
-from service.cascade.providers import Providers, TokenMeter, build_messages
+from service.cascade.providers import OnDelta, Providers, TokenMeter, build_messages
 from service.cascade.stages import MAX_STAGE, STAGE_CONF_KEYS, Stage
 from service.errors import BadRequest, DeadlineExceeded
 from service.signals.base import MissingInput, SignalContext, SignalResult
@@ -104,7 +104,10 @@ class Cascade:
             risk, why = None, mismatch
         return PolicyChoice(policy, risk, why)
 
-    async def answer(self, req: schemas.AnswerRequest) -> schemas.AnswerResponse:
+    async def answer(self, req: schemas.AnswerRequest,
+                     on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
+        """Run the cascade; ``on_delta`` (live streaming) receives the greedy pass as it is
+        generated, and the stages then continue from its final completion."""
         max_tokens = req.max_tokens or self.default_max_tokens
         if max_tokens > self.max_tokens_limit:
             raise BadRequest(f"max_tokens must be <= {self.max_tokens_limit}", param="max_tokens")
@@ -127,7 +130,7 @@ class Cascade:
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout_at(_loop_deadline(deadline)):
-                greedy = await self.providers.greedy(messages, max_tokens, rid)
+                greedy = await self.providers.greedy(messages, max_tokens, rid, on_delta)
         except TimeoutError as exc:
             raise DeadlineExceeded(
                 f"budget_ms={budget_ms} ran out before the first answer was generated",

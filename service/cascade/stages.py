@@ -41,6 +41,13 @@ MAX_STAGE = N_STAGES - 1
 STAGE_NAMES = tuple(s.name for s in STAGES)
 STAGE_KEYS = tuple(str(s.index) for s in STAGES)  # "0".."3": artifact tables, metric labels
 STAGE_CONF_KEYS = tuple(s.conf_key for s in STAGES)
+# Raw signal -> direction (+1: higher = more confident), for signals whose direction is
+# known before any data (docs/signals.md); used to rank by a single signal.
+DIRECTIONS: dict[str, int] = {
+    "token_entropy": -1, "mean_nll": -1, "min_token_prob": 1, "n_tokens": -1, "consistency": 1,
+    "n_clusters": -1, "semantic_entropy": -1, "mean_similarity": 1, "p_true": 1,
+    "context_support": 1,
+}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from functools import lru_cache
 from typing import Any
 
@@ -102,19 +103,23 @@ class VllmLocalEngine:
         text: list[str] = []
         tokens: list[TokenInfo] = []
         n_tokens = 0
+        outs = self._llm.generate({"prompt_token_ids": list(ids)},
+                                  self._sampling(params, "DELTA"), request_id)
         try:
-            async for out in self._llm.generate({"prompt_token_ids": list(ids)},
-                                                 self._sampling(params, "DELTA"), request_id):
-                c = out.outputs[0]
-                piece = self._completion(c, params.top_logprobs)
-                text.append(c.text)
-                tokens.extend(piece.tokens)
-                n_tokens += len(c.token_ids)
-                final = None
-                if out.finished:
-                    final = Completion("".join(text), tuple(tokens), n_tokens,
-                                       c.finish_reason or "stop")
-                yield TextDelta(c.text, piece.tokens, final, len(ids))
+            # aclosing: closing this stream closes vLLM's generator at once, which aborts
+            # the request (vLLM aborts on GeneratorExit), instead of whenever it is collected
+            async with aclosing(outs):
+                async for out in outs:
+                    c = out.outputs[0]
+                    piece = self._completion(c, params.top_logprobs)
+                    text.append(c.text)
+                    tokens.extend(piece.tokens)
+                    n_tokens += len(c.token_ids)
+                    final = None
+                    if out.finished:
+                        final = Completion("".join(text), tuple(tokens), n_tokens,
+                                           c.finish_reason or "stop")
+                    yield TextDelta(c.text, piece.tokens, final, len(ids))
         except EngineDeadError as exc:
             raise EngineUnavailable("the inference engine has stopped; retry later") from exc
 

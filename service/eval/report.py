@@ -74,6 +74,7 @@ def evaluate(records: Sequence[Record], model: CalibratedModel | None) -> dict[s
     if model is not None:
         rp = replay(held, model)
         fused = rp.final()
+        out["ranking"] = ranking(out["auroc"], metrics.auroc(fused, y))
         out["auroc"]["fused"] = {"auroc": metrics.auroc(fused, y), "n": len(held)}
         out["selective"]["fused"] = selective(fused, y)
         out["ece"] = metrics.ece(fused, y)
@@ -93,6 +94,17 @@ def evaluate(records: Sequence[Record], model: CalibratedModel | None) -> dict[s
     return out
 
 
+def ranking(signal_auc: dict[str, dict[str, Any]], fused: float | None,
+            tolerance: float = 0.01) -> dict[str, Any]:
+    """Does calibration rank at least as well as the best single signal (held out)?"""
+    ranked = [(v["auroc"], k) for k, v in signal_auc.items() if v.get("auroc") is not None]
+    if not ranked or fused is None:
+        return {"fused": fused, "best_signal": None, "best_signal_auroc": None, "kept": None}
+    best_auc, best = max(ranked)
+    return {"fused": fused, "best_signal": best, "best_signal_auroc": best_auc,
+            "kept": fused >= best_auc - tolerance, "tolerance": tolerance}
+
+
 def _table(rows: list[list[Any]], head: list[str]) -> str:
     def cell(v: Any) -> str:
         return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
@@ -109,7 +121,7 @@ def write_report(summary: dict[str, Any], records: Sequence[Record],
     held = eval_set(records, model)
     pngs = make_plots(held, model, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    keys = ("ece", "guarantee", "default_policy", "single_cluster_rate", "cost")
+    keys = ("ranking", "ece", "guarantee", "default_policy", "single_cluster_rate", "cost")
     extra = {k: summary.get(k) for k in keys}
     au = [[k, v["auroc"], v["n"]] for k, v in summary["auroc"].items()]
     sel = [[k, v["aurc"], *v["accuracy_at_coverage"].values()]

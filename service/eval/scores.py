@@ -8,13 +8,10 @@ from typing import Any
 import numpy as np
 
 from service.calibration.records import Record
+from service.cascade.stages import DIRECTIONS
 from service.labelled import metrics
 
-# signal -> direction (+1: higher = more confident)
-SIGNALS = {
-    "token_entropy": -1, "mean_nll": -1, "min_token_prob": 1, "n_tokens": -1, "consistency": 1,
-    "n_clusters": -1, "semantic_entropy": -1, "mean_similarity": 1, "p_true": 1,
-}
+SIGNALS = DIRECTIONS  # signal -> direction (+1: higher = more confident)
 SAMPLING = ("consistency", "n_clusters", "semantic_entropy", "mean_similarity")
 
 

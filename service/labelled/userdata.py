@@ -1,0 +1,134 @@
+"""The labelled data users bring: JSONL (NQ-open, TriviaQA, WebQuestions style) and CSV.
+
+JSONL: one object per line with ``question`` and ``answer`` and/or ``answers``; each is a
+string, a number, or a list of accepted aliases (all aliases of both fields count).
+Optional ``id`` and ``task``. CSV: a header with ``question`` and ``answer`` (or
+``answers``) columns; a cell holds one answer or a JSON list of aliases.
+
+An item is graded ``numeric`` when every alias is a plain number, else ``text``
+(SQuAD-normalised containment of any alias, see ``grading.py``). A malformed row fails
+with ``file:line: what is wrong`` (``DatasetError``, a ``ValueError``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from service.labelled.items import Grader, Item
+
+_PLAIN_NUMBER = re.compile(r"[-+\u2212]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?%?")
+TASKS = ("auto", "factual", "math", "open")
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be read; the message starts with ``file:line``."""
+
+
+def is_number(alias: str) -> bool:
+    s = alias.strip()
+    return bool(s) and any(ch.isdigit() for ch in s) and _PLAIN_NUMBER.fullmatch(s) is not None
+
+
+def _aliases(value: Any, field: str, where: str) -> list[str]:
+    if isinstance(value, bool) or value is None:
+        raise DatasetError(f"{where}: {field!r} must be a string, a number or a list of them, "
+                           f"not {json.dumps(value)}")
+    if isinstance(value, str | int | float):
+        value = [value]
+    if not isinstance(value, list):
+        raise DatasetError(f"{where}: {field!r} must be a string, a number or a list of them, "
+                           f"not a {type(value).__name__}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise DatasetError(f"{where}: every alias in {field!r} must be a string or a "
+                               f"number, got {json.dumps(v)}")
+        if str(v).strip():
+            out.append(str(v).strip())
+    return out
+
+
+def row_to_item(row: Any, where: str, default_id: str) -> Item:
+    """One JSON object (or CSV row) as an ``Item``; ``where`` is ``file:line``."""
+    if not isinstance(row, dict):
+        raise DatasetError(f"{where}: need a JSON object, got {type(row).__name__}")
+    question = row.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise DatasetError(f"{where}: need a non-empty string 'question' (keys: "
+                           f"{', '.join(sorted(map(str, row))) or 'none'})")
+    if row.get("answer") in (None, "") and row.get("answers") in (None, ""):
+        raise DatasetError(f"{where}: need 'answer' or 'answers' (a string or a list of "
+                           "accepted aliases)")
+    aliases: list[str] = []
+    for field in ("answer", "answers"):
+        if row.get(field) not in (None, ""):
+            aliases += [a for a in _aliases(row[field], field, where) if a not in aliases]
+    if not aliases:
+        raise DatasetError(f"{where}: every answer alias is empty")
+    task = str(row.get("task") or "auto")
+    if task not in TASKS:
+        raise DatasetError(f"{where}: task must be one of {', '.join(TASKS)}, not {task!r}")
+    grader: Grader = "numeric" if all(is_number(a) for a in aliases) else "text"
+    return Item(str(row.get("id") or default_id), question.strip(), aliases[0], grader,
+                task=task, correct_refs=tuple(aliases))
+
+
+def load_jsonl(path: Path) -> list[Item]:
+    items = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{path}:{i}: not valid JSON ({exc.msg} at column "
+                                       f"{exc.colno})") from None
+                items.append(row_to_item(row, f"{path}:{i}", f"{path.stem}-{i - 1}"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    return _nonempty(items, path)
+
+
+def _cell(value: str) -> Any:
+    v = value.strip()
+    if v.startswith("["):
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    return v
+
+
+def load_csv(path: Path) -> list[Item]:
+    """CSV with a header row naming ``question`` and ``answer``/``answers`` (BOM-tolerant)."""
+    items = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            cols = {c.strip().lower(): c for c in reader.fieldnames or [] if c}
+            if "question" not in cols or not ({"answer", "answers"} & cols.keys()):
+                raise DatasetError(f"{path}:1: need a header with 'question' and 'answer' "
+                                   f"columns, got {', '.join(cols) or 'none'}")
+            for row in reader:
+                line = reader.line_num
+                if None in row:
+                    raise DatasetError(f"{path}:{line}: more cells than header columns")
+                clean = {k: _cell(row[orig] or "") for k, orig in cols.items()}
+                items.append(row_to_item(clean, f"{path}:{line}", f"{path.stem}-{len(items)}"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: not valid CSV ({exc})") from None
+    return _nonempty(items, path)
+
+
+def _nonempty(items: list[Item], path: Path) -> list[Item]:
+    if not items:
+        raise DatasetError(f"{path}: no questions in the file")
+    return items

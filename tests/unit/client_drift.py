@@ -1,0 +1,75 @@
+"""Does ``candor-client`` still match the server? Its models against an OpenAPI schema.
+
+Each client model is paired with the server schema it parses; both sides are reduced to
+``{field: type}`` (types as sets such as ``{"string", "null"}``, ``array[Sample]``,
+enums as their values), and every difference is one line. Used by the unit test (the
+app's generated schema) and the integration test (the live server's ``/openapi.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from candor_client import models
+from pydantic import BaseModel
+
+# client model -> the server's OpenAPI component it mirrors
+PAIRS: dict[type[BaseModel], str] = {
+    models.Answer: "AnswerResponse",
+    models.Score: "ScoreResponse",
+    models.FeedbackResult: "FeedbackResponse",
+    models.Signals: "Signals",
+    models.StageReport: "StageReport",
+    models.Sample: "Sample",
+    models.TokenLogprob: "TokenLogprob",
+    models.CalibrationRef: "CalibrationRef",
+    models.Usage: "Usage",
+    models.Policy: "PolicyIn",
+}
+_NAMES = {cls.__name__: server for cls, server in PAIRS.items()}
+
+
+def _type(schema: dict[str, Any], rename: dict[str, str]) -> frozenset[str]:
+    """A property's type as a set of names; ``$ref``s named by the server's component."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return frozenset({rename.get(name, name)})
+    if "anyOf" in schema:
+        return frozenset().union(*(_type(s, rename) for s in schema["anyOf"]))
+    if "const" in schema:
+        return frozenset({f"enum{sorted([schema['const']])}"})
+    if "enum" in schema:
+        return frozenset({f"enum{sorted(schema['enum'])}"})
+    if schema.get("type") == "array":
+        items = sorted(_type(schema.get("items", {}), rename))
+        return frozenset({f"array[{'|'.join(items)}]"})
+    if "type" in schema:
+        return frozenset({schema["type"]})
+    return frozenset({"any"})
+
+
+def fields(schema: dict[str, Any], rename: dict[str, str]) -> dict[str, frozenset[str]]:
+    return {k: _type(v, rename) for k, v in schema.get("properties", {}).items()}
+
+
+def drift(openapi: dict[str, Any]) -> list[str]:
+    """Every field the client lacks, has in excess, or types differently from the server."""
+    components = openapi["components"]["schemas"]
+    out = []
+    for cls, server_name in PAIRS.items():
+        if server_name not in components:
+            out.append(f"{cls.__name__}: the server has no schema {server_name}")
+            continue
+        client_schema = cls.model_json_schema(ref_template="#/$defs/{model}")
+        want = fields(components[server_name], {})
+        have = fields(client_schema, _NAMES)
+        for name in sorted(want.keys() - have.keys()):
+            out.append(f"{cls.__name__}.{name}: missing in the client "
+                       f"(server: {sorted(want[name])})")
+        for name in sorted(have.keys() - want.keys()):
+            out.append(f"{cls.__name__}.{name}: not in the server's {server_name}")
+        for name in sorted(want.keys() & have.keys()):
+            if want[name] != have[name]:
+                out.append(f"{cls.__name__}.{name}: client {sorted(have[name])}, "
+                           f"server {sorted(want[name])}")
+    return out
