@@ -11,6 +11,7 @@ split by chunked prefill kills the CPU engine ("CPU Generator does not use offse
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import os
@@ -169,6 +170,8 @@ class VllmLocalEngine:
         )
 
     async def health(self) -> bool:
+        if self._llm is None:  # closed
+            return False
         try:
             await self._llm.check_health()
         except Exception:
@@ -176,7 +179,14 @@ class VllmLocalEngine:
         return not self._llm.errored
 
     async def aclose(self) -> None:
-        self._llm.shutdown()
+        """Shut the engine down now and drop it: left to the interpreter's exit, vLLM's
+        ``AsyncLLM.__del__`` shuts it down a second time with half-torn-down modules and
+        prints a traceback (seen at the end of ``candor calibrate``)."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.shutdown()
+            del llm
+            gc.collect()
 
 
 def build_llm(settings: Settings, model_path: str) -> Any:
