@@ -185,6 +185,9 @@ class VllmLocalEngine:
         llm, self._llm = self._llm, None
         if llm is not None:
             llm.shutdown()
+            # vLLM's own tasks may keep the object alive until exit, when its __del__ would
+            # shut it down again with modules half torn down: this instance is shut already.
+            llm.__class__ = type("ClosedAsyncLLM", (type(llm),), {"__del__": _closed_del})
             del llm
             gc.collect()
 
@@ -208,6 +211,10 @@ def build_llm(settings: Settings, model_path: str) -> Any:
         disable_log_stats=False,
     )
     return AsyncLLM.from_engine_args(args)
+
+
+def _closed_del(self: Any) -> None:
+    """``__del__`` of an ``AsyncLLM`` that ``aclose`` has shut down: nothing left to do."""
 
 
 def template_hash(template: object) -> str | None:
