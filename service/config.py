@@ -86,6 +86,17 @@ class Settings(BaseSettings):
         "(`audit: true`): their feedback is the unbiased label set (e.g. 0.02).",
     )
 
+    # --- live monitoring (docs/operations.md, "Live monitoring") ------------------------
+    monitor_level: float = Field(
+        default=0.05, gt=0, lt=0.5,
+        description="Error level of the anytime-valid risk bounds: a kept promise is ever "
+        "reported breached with probability <= this.")
+    monitor_min_labels: int = Field(
+        default=100, ge=1, description="Labelled answered audited decisions before a promise "
+        "is `holding` rather than `unverified`.")
+    drift_window: int = Field(default=500, ge=2, description="Recent decisions in the drift "
+                              "window (PSI reported once it is half full).")
+
     # --- reliability and security -------------------------------------------------------
     max_inflight: int = Field(default=32, ge=1, description="Hard ceiling on admitted "
                               "requests (per pool: answers, score).")

@@ -24,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,20 @@ SCHEMA = (  # the SQLite form, for tools and tests that build a log by hand
 _BATCH = 512
 _PRUNE_EVERY_S = 3600.0
 _RETRY_S = 1.0  # pause after a failed write before the next batch
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A committed label and the decision it labelled (``previous``: the label it replaced)."""
+
+    id: str
+    audit: bool
+    decision: str | None
+    target_risk: float | None
+    calibration_id: str | None
+    profile: str | None
+    correct: bool
+    previous: bool | None
 
 
 class DecisionLog:
@@ -121,19 +136,19 @@ class DecisionLog:
             log.warning("decision log queue full; dropped %s (%d so far)", resp.id, self.dropped)
 
     async def feedback(self, answer_id: str, correct: bool,
-                       timeout_s: float = 30.0) -> bool | None:
-        """Label a logged decision once committed: whether it was audited (True/False), or
-        None when the id is unknown."""
+                       timeout_s: float = 30.0) -> Labelled | None:
+        """Label a logged decision once committed: the labelled row (its audit flag and the
+        promise it carried, for live monitoring), or None when the id is unknown."""
         for pause in (*self.unknown_grace_s, None):
-            audited = await self._feedback_once(answer_id, correct, timeout_s)
-            if audited is not None or pause is None:
-                return audited
+            labelled = await self._feedback_once(answer_id, correct, timeout_s)
+            if labelled is not None or pause is None:
+                return labelled
             await asyncio.sleep(pause)
         return None  # pragma: no cover - the loop always returns
 
     async def _feedback_once(self, answer_id: str, correct: bool,
-                             timeout_s: float) -> bool | None:
-        fut: concurrent.futures.Future[bool | None] = concurrent.futures.Future()
+                             timeout_s: float) -> Labelled | None:
+        fut: concurrent.futures.Future[Labelled | None] = concurrent.futures.Future()
         await asyncio.to_thread(self._q.put, ("feedback", (answer_id, correct, fut)))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
@@ -181,8 +196,11 @@ class DecisionLog:
             return False
         self.written += len(rows)
         self.last_error = None
-        for (_, _, fut), stored in zip(labels, results, strict=True):
-            _settle(fut, stored)
+        for (rid, ok, fut), stored in zip(labels, results, strict=True):
+            _settle(fut, None if stored is None else Labelled(
+                rid, bool(stored["audit"]), stored["decision"], stored["target_risk"],
+                stored["calibration_id"], stored["profile"], ok,
+                None if stored["label"] is None else bool(stored["label"])))
         return True
 
     def _fail(self, exc: Exception, rows: int) -> None:
@@ -221,8 +239,8 @@ class DecisionLog:
             self._store.close()
 
 
-def _settle(fut: concurrent.futures.Future[bool | None],
-            outcome: bool | None | BaseException) -> None:
+def _settle(fut: concurrent.futures.Future[Labelled | None],
+            outcome: Labelled | None | BaseException) -> None:
     """Resolve a feedback future unless its waiter gave up (cancelled) already."""
     try:
         if isinstance(outcome, BaseException):

@@ -30,9 +30,10 @@ class DecisionStore(ABC):
         self.row_names = tuple(n for n, _ in columns if n not in label_columns)
 
     @abstractmethod
-    def write(self, rows: list[Row], labels: list[Label]) -> list[bool | None]:
+    def write(self, rows: list[Row], labels: list[Label]) -> list[Row | None]:
         """Insert ``rows`` then apply ``labels`` in one committed transaction; per label:
-        whether its decision was audited, or None when the id is unknown."""
+        the labelled decision's audit flag and promise (``_label``), or None when the id is
+        unknown."""
 
     @abstractmethod
     def prune(self, cutoff_ts: float) -> int: ...
@@ -69,7 +70,7 @@ class SqliteStore(DecisionStore):
         self._insert = (f"INSERT OR REPLACE INTO decisions ({', '.join(self.row_names)}) "
                         f"VALUES ({', '.join(':' + n for n in self.row_names)})")
 
-    def write(self, rows: list[Row], labels: list[Label]) -> list[bool | None]:
+    def write(self, rows: list[Row], labels: list[Label]) -> list[Row | None]:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")  # the write lock up front: no upgrade deadlock
         try:
@@ -146,8 +147,8 @@ class PostgresStore(DecisionStore):
                 self._conn.close()  # the next call reconnects
             raise
 
-    def write(self, rows: list[Row], labels: list[Label]) -> list[bool | None]:
-        def tx(conn: Any) -> list[bool | None]:
+    def write(self, rows: list[Row], labels: list[Label]) -> list[Row | None]:
+        def tx(conn: Any) -> list[Row | None]:
             with conn.cursor() as cur:
                 if rows:
                     cur.executemany(self._insert, rows)
@@ -172,13 +173,18 @@ class PostgresStore(DecisionStore):
             self._conn.close()
 
 
-def _label(cur: Any, ph: str, rid: str, correct: bool) -> bool | None:
-    n = cur.execute(f"UPDATE decisions SET label = {ph}, label_ts = {ph} WHERE id = {ph}",
-                    (int(correct), time.time(), rid)).rowcount
-    if n <= 0:
+LABELLED = ("audit", "decision", "target_risk", "calibration_id", "profile", "label")
+
+
+def _label(cur: Any, ph: str, rid: str, correct: bool) -> dict[str, Any] | None:
+    """Label one decision; what it labelled (``label``: the label it replaced), or None."""
+    row = cur.execute(f"SELECT {', '.join(LABELLED)} FROM decisions WHERE id = {ph}",
+                      (rid,)).fetchone()
+    if row is None:
         return None
-    row = cur.execute(f"SELECT audit FROM decisions WHERE id = {ph}", (rid,)).fetchone()
-    return bool(row[0]) if row else False
+    cur.execute(f"UPDATE decisions SET label = {ph}, label_ts = {ph} WHERE id = {ph}",
+                (int(correct), time.time(), rid))
+    return dict(zip(LABELLED, row, strict=True))
 
 
 def open_store(url: str | Path, columns: tuple[tuple[str, str], ...],

@@ -26,6 +26,16 @@ class Unauthorized(CandorError):
     status, type = 401, "authentication_error"
 
 
+class Forbidden(CandorError):
+    status, type = 403, "permission_error"
+
+
+class ArtifactRejected(CandorError):
+    """A calibration artifact refused by a reload (the active one stays)."""
+
+    status, type = 400, "calibration_error"
+
+
 class NotFound(CandorError):
     status, type = 404, "not_found_error"
 

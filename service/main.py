@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from service.config import Settings, get_settings
 from service.decision_log import DecisionLog
 from service.engine.factory import start_engine
 from service.engine.protocol import EngineClient
-from service.errors import CalibrationError
+from service.errors import CalibrationError, CandorError
 from service.state import CandorState
 from service.watchdog import EXIT_ENGINE_FAILED, EngineWatchdog
 
@@ -61,6 +62,29 @@ def load_side_models(s: Settings) -> tuple[object | None, object | None]:
     return embedder, nli
 
 
+def install_sighup(state: CandorState) -> bool:
+    """SIGHUP reloads the calibration artifact loaded last (as the admin route does); only
+    where the loop may own signals (the main thread: ``candor serve``)."""
+    loop = asyncio.get_running_loop()
+
+    async def reload() -> None:
+        try:
+            await state.reload_calibration()
+        except CandorError as exc:  # refused: the old artifact keeps serving, the log says why
+            log.error("SIGHUP: calibration not reloaded: %s", exc.message)
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        state._tasks.add(task)
+        task.add_done_callback(state._tasks.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError):
+        return False  # not the main thread (test clients) or no SIGHUP on this platform
+    return True
+
+
 def create_app(
     settings: Settings | None = None,
     engine: EngineClient | None = None,
@@ -83,6 +107,8 @@ def create_app(
             state.decision_log = await asyncio.to_thread(
                 DecisionLog, target, log_text=settings.log_text,
                 retention_days=settings.log_retention_days, metrics=state.metrics)
+        await state.restore_monitoring()  # a restart loses no committed label
+        hup = install_sighup(state)
         watch = None
         if engine is None and settings.engine == "local" and settings.engine_watchdog_s > 0:
             # in-process engine: supervise it (a remote one recovers on its own: /readyz)
@@ -93,6 +119,8 @@ def create_app(
         try:
             yield
         finally:
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             for t in (task, watch):
                 if t is not None and not t.done():
                     t.cancel()

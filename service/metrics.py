@@ -22,7 +22,7 @@ TOKEN_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 ANSWER_ENDPOINTS = ("/v1/answer", "/v1/chat/completions")
 ENDPOINTS = frozenset(
     (*ANSWER_ENDPOINTS, "/v1/score", "/v1/feedback", "/v1/models", "/v1/calibration",
-     "/healthz", "/readyz", "/metrics")
+     "/healthz", "/readyz", "/metrics", "/v1/admin/calibration/reload")
 )
 DECISIONS = ("answer", "abstain")
 ABSTAIN_REASONS = ("low_confidence", "hopeless", "empty_answer", "deadline")
@@ -115,7 +115,81 @@ class Metrics:
             "candor_decision_log_dropped", "Decision rows not stored (queue full or a failed "
             "commit).", registry=r,
         )
+        self._monitoring(r)
         self._precreate()
+
+    def _monitoring(self, r: CollectorRegistry) -> None:
+        """Live promise and drift gauges (service/monitoring), per active artifact."""
+        key = ["profile", "calibration_id", "target_risk"]
+        self.promise_target = Gauge(
+            "candor_promise_target_risk", "The promised error rate among answered (alpha).", key,
+            registry=r)
+        self.promise_labelled = Gauge(
+            "candor_promise_labelled", "Labelled answered audited decisions.", key, registry=r)
+        self.promise_risk = Gauge(
+            "candor_promise_risk", "Realised error rate among answered audited decisions.", key,
+            registry=r)
+        self.promise_risk_lower = Gauge(
+            "candor_promise_risk_lower", "Anytime-valid lower bound on the risk.", key,
+            registry=r)
+        self.promise_risk_upper = Gauge(
+            "candor_promise_risk_upper", "Anytime-valid upper bound on the risk.", key,
+            registry=r)
+        self.promise_verdict = Gauge(
+            "candor_promise_verdict", "1 for the promise's verdict (unverified|holding|breached).",
+            [*key, "verdict"], registry=r)
+        self.promise_abstention = Gauge(
+            "candor_promise_abstention_rate", "Realised abstention rate of audited decisions.",
+            key, registry=r)
+        self.promise_abstention_expected = Gauge(
+            "candor_promise_abstention_expected", "Abstention rate the calibration's held-out "
+            "split had at this target risk.", key, registry=r)
+        self.drift_psi = Gauge(
+            "candor_drift_psi", "PSI of the recent window vs the calibration set, by signal "
+            "(confidence|stage_mix).", ["profile", "calibration_id", "signal"], registry=r)
+        self.drift_window = Gauge(
+            "candor_drift_window", "Decisions in the drift window.", ["profile", "calibration_id"],
+            registry=r)
+        self.reloads = Counter(
+            "candor_calibration_reloads", "Calibration reloads by outcome (ok|rejected).",
+            ["outcome"], registry=r)
+        for outcome in ("ok", "rejected"):
+            self.reloads.labels(outcome=outcome)
+
+    def clear_monitoring(self) -> None:
+        """Drop every promise and drift series (a reload publishes the new artifact's)."""
+        for g in (self.promise_target, self.promise_labelled, self.promise_risk,
+                  self.promise_risk_lower, self.promise_risk_upper, self.promise_verdict,
+                  self.promise_abstention,
+                  self.promise_abstention_expected, self.drift_psi, self.drift_window):
+            g.clear()
+
+    def publish_promise(self, profile: str, cal_id: str, report: dict[str, object]) -> None:
+        """One promise's report (``PromiseMonitor.report``) as gauges."""
+        lab = {"profile": profile, "calibration_id": cal_id,
+               "target_risk": f"{report['target_risk']:g}"}
+        self.promise_target.labels(**lab).set(report["target_risk"])  # type: ignore[arg-type]
+        self.promise_labelled.labels(**lab).set(report["labelled"])  # type: ignore[arg-type]
+        if report["estimate"] is not None:
+            self.promise_risk.labels(**lab).set(report["estimate"])  # type: ignore[arg-type]
+        self.promise_risk_lower.labels(**lab).set(report["lower"])  # type: ignore[arg-type]
+        self.promise_risk_upper.labels(**lab).set(report["upper"])  # type: ignore[arg-type]
+        for v in ("unverified", "holding", "breached"):
+            self.promise_verdict.labels(**lab, verdict=v).set(int(report["verdict"] == v))
+        ab: dict[str, object] = report["abstention"]  # type: ignore[assignment]
+        if ab["rate"] is not None:
+            self.promise_abstention.labels(**lab).set(ab["rate"])  # type: ignore[arg-type]
+        if ab["expected"] is not None:
+            self.promise_abstention_expected.labels(**lab).set(
+                ab["expected"])  # type: ignore[arg-type]
+
+    def publish_drift(self, profile: str, cal_id: str, report: dict[str, object]) -> None:
+        lab = {"profile": profile, "calibration_id": cal_id}
+        for signal in ("confidence", "stage_mix"):
+            value = report[signal]["psi"]  # type: ignore[index]
+            if value is not None:
+                self.drift_psi.labels(**lab, signal=signal).set(value)
+        self.drift_window.labels(**lab).set(report["confidence"]["n"])  # type: ignore[index]
 
     def _precreate(self) -> None:
         """Create every known label combination at 0 (see the module docstring)."""

@@ -193,6 +193,21 @@ class FeedbackResponse(BaseModel):
         "for recalibration and monitoring; other labels are stored and reported apart.")
 
 
+class ReloadRequest(_Strict):
+    path: str | None = Field(
+        default=None, min_length=1, max_length=4096,
+        description="Artifact to load (a path on the server). Unset: re-read the one loaded "
+        "last (CANDOR_CALIBRATION at startup).")
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool
+    id: str | None = Field(description="The artifact now serving.")
+    previous_id: str | None
+    profile: str | None
+    path: str
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from service import schemas
 from service.admission import Limiter, admission_pools
@@ -18,10 +21,12 @@ from service.cascade.runner import Cascade
 from service.cascade.score import score as score_answers
 from service.cascade.stages import Stage, default_stages
 from service.config import Settings
-from service.decision_log import DecisionLog
+from service.decision_log import DecisionLog, Labelled
 from service.engine.protocol import EngineClient
-from service.errors import BadRequest, CalibrationError, EngineUnavailable
+from service.errors import ArtifactRejected, BadRequest, CalibrationError, EngineUnavailable
 from service.metrics import Metrics
+from service.monitoring.hub import Monitoring
+from service.reload import validate_artifact
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +68,12 @@ class CandorState:
     load_error: str | None = None
     cascade: Cascade | None = None
     decision_log: DecisionLog | None = None
+    monitoring: Monitoring | None = None
+    base_settings: Settings | None = None  # before an artifact's pins (a reload re-pins)
+    calibration_path: Path | None = None  # what a reload (and SIGHUP) re-reads
     _serving_base: dict[str, object] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     limiters: dict[str, Limiter] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -78,6 +87,7 @@ class CandorState:
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None,
               model: ConfidenceModel | None = None) -> CandorState:
+        base = settings
         if model is None and settings.calibration is not None:  # a bad artifact fails here
             from service.calibration.artifact import load_artifact
 
@@ -88,8 +98,12 @@ class CandorState:
         model = model or UncalibratedModel(settings.answer_threshold, settings.abstain_threshold)
         metrics = metrics or Metrics()
         metrics.set_calibration(model.id, getattr(model, "default_target_risk", None))
+        monitoring = Monitoring(metrics, settings.monitor_level, settings.monitor_min_labels,
+                                settings.drift_window)
+        monitoring.activate(model)
         return cls(settings=settings, metrics=metrics, model=model,
-                   stages=default_stages(settings.cluster_similarity))
+                   stages=default_stages(settings.cluster_similarity), monitoring=monitoring,
+                   base_settings=base, calibration_path=settings.calibration)
 
     def serving(self) -> ServingSettings:
         """The serving settings the signals depend on (pinned by calibration artifacts)."""
@@ -155,6 +169,8 @@ class CandorState:
         async with self.limiters["answers"].slot():
             resp = await cascade.answer(req, on_delta)
         self.metrics.observe_answer(endpoint, resp, time.perf_counter() - t0)
+        if self.monitoring is not None:
+            self.monitoring.observe_decision(resp)
         if self.decision_log is not None:  # queued; the writer thread does the I/O
             self.decision_log.record(resp, req, endpoint, self.serving_json(req, cascade))
         return resp
@@ -173,3 +189,62 @@ class CandorState:
             resp = await score_answers(req, self.stages, self.model, providers)
         self.metrics.observe_score(time.perf_counter() - t0)
         return resp
+
+    def observe_label(self, row: Labelled) -> None:
+        """A committed label: the feedback counter and the live promise monitors."""
+        self.metrics.observe_feedback(row.audit)
+        if self.monitoring is not None:
+            self.monitoring.observe_label(row)
+
+    # -- live monitoring and hot reload --------------------------------------------------------
+    async def restore_monitoring(self) -> None:
+        """Rebuild the monitors from the decision log (startup: a restart loses nothing)."""
+        if self.monitoring is None or self.decision_log is None:
+            return
+        from service.monitoring.restore import audit_counts, recent_decisions, sqlite_path
+
+        path, active = sqlite_path(self.decision_log.url), self.model.id
+        if path is None:
+            log.warning("live monitors start empty: rebuilding them reads a SQLite decision "
+                        "log, not %s", type(self.decision_log._store).__name__)
+            return
+        counts = await asyncio.to_thread(audit_counts, path)
+        recent = (await asyncio.to_thread(recent_decisions, path, active,
+                                          self.settings.drift_window) if active else [])
+        self.monitoring.restore(counts, recent)
+
+    async def reload_calibration(self, path: Path | None = None) -> dict[str, Any]:
+        """Validate ``path`` (default: the artifact loaded last), then swap it in atomically.
+
+        A refused artifact raises ``ArtifactRejected`` and changes nothing. The swap is one
+        synchronous step on the event loop: a request sees the old cascade or the new one,
+        and one in flight finishes on the artifact it started with (``Cascade.answer``
+        holds its model).
+        """
+        target = path or self.calibration_path
+        if target is None:
+            raise BadRequest("no calibration artifact to reload: the server was started "
+                             "without CANDOR_CALIBRATION; send {\"path\": ...}", param="path")
+        async with self._reload_lock:
+            try:
+                model, settings = await asyncio.to_thread(
+                    validate_artifact, Path(target), self.base_settings or self.settings,
+                    self.engine, check_pinned)
+            except ArtifactRejected as exc:
+                self.metrics.reloads.labels(outcome="rejected").inc()
+                log.error("calibration reload refused (kept %s): %s", self.model.id, exc.message)
+                raise
+            previous = self.model.id
+            self.settings, self.model, self.calibration_path = settings, model, Path(target)
+            self._serving_base = None
+            if self.cascade is not None:
+                self.cascade = dataclasses.replace(
+                    self.cascade, model=model, default_max_tokens=settings.default_max_tokens,
+                    max_tokens_limit=settings.max_tokens_limit)
+            self.metrics.set_calibration(model.id, getattr(model, "default_target_risk", None))
+            if self.monitoring is not None:
+                self.monitoring.activate(model)
+            self.metrics.reloads.labels(outcome="ok").inc()
+        log.info("calibration reloaded: %s -> %s (%s)", previous, model.id, target)
+        return {"reloaded": True, "id": model.id, "previous_id": previous,
+                "profile": getattr(model, "profile", None), "path": str(target)}

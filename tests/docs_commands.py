@@ -58,7 +58,20 @@ def blocks(text: str) -> list[tuple[int, list[str]]]:
     return out
 
 
-def doc_commands() -> list[DocCommand]:
+_SCRIPT = re.compile(r"^(?:\.venv/bin/)?python\s+((?:benchmarks|docs|examples)/\S+\.py)\b")
+
+
+def script_commands() -> list[tuple[DocCommand, str]]:
+    """``python <script>.py ...`` lines of the docs, with the script path."""
+    out = []
+    for cmd in doc_commands(pattern=_SCRIPT):
+        m = _SCRIPT.match(cmd.line)
+        assert m is not None
+        out.append((cmd, m.group(1)))
+    return out
+
+
+def doc_commands(pattern: re.Pattern[str] = _CMD) -> list[DocCommand]:
     found = []
     for path in DOCS:
         for start, lines in blocks(path.read_text(encoding="utf-8")):
@@ -70,6 +83,6 @@ def doc_commands() -> list[DocCommand]:
                     line = line[:-1].rstrip() + " " + lines[i].strip()
                 i += 1
                 line = re.sub(r"\s+#.*$", "", line.strip())
-                if _CMD.match(line):
+                if pattern.match(line):
                     found.append(DocCommand(f"{path.name}:{start + first}", line))
     return found

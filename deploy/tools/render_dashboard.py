@@ -29,6 +29,7 @@ MAIN_PANELS = (
     "Answered vs abstained per second", "Abstention rate by reason", "Stage mix",
     "Latency per stage (p50, p95)", "Confidence distribution", "Homogenization rate",
     "Tokens per answer", "Errors per second", "vLLM queue", "vLLM KV-cache usage",
+    "Realised risk vs promise (audited)", "Input drift (PSI)",
 )
 
 

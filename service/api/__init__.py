@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from service.api import answer, calibration, feedback, health, openai_compat
+from service.api import admin, answer, calibration, feedback, health, openai_compat
 from service.api.playground import mount_playground
 
 
@@ -12,4 +12,5 @@ def register_routers(app: FastAPI) -> None:
     app.include_router(answer.router)
     app.include_router(feedback.router)
     app.include_router(openai_compat.router)
+    app.include_router(admin.router)
     mount_playground(app)

@@ -26,8 +26,8 @@ async def feedback(req: FeedbackRequest, state: StateDep) -> FeedbackResponse:
     if dlog is None:
         raise NotFound("this server keeps no decision log (CANDOR_DECISION_LOG is unset)",
                        param="id")
-    audited = await dlog.feedback(req.id, req.correct)
-    if audited is None:
+    row = await dlog.feedback(req.id, req.correct)
+    if row is None:
         raise NotFound(f"no logged decision with id {req.id!r}", param="id")
-    state.metrics.observe_feedback(audited)
-    return FeedbackResponse(id=req.id, stored=True, audited=audited)
+    state.observe_label(row)
+    return FeedbackResponse(id=req.id, stored=True, audited=row.audit)

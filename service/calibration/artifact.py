@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service.calibration.maps import StageMap
 from service.calibration.pinning import ServingSettings, request_mismatch
+from service.calibration.reference import DriftReference
 from service.cascade.policy import Policy, PolicyChoice
 from service.cascade.stages import MAX_STAGE, N_STAGES, STAGE_KEYS
 from service.errors import BadRequest, CalibrationError
@@ -70,6 +71,8 @@ class ArtifactSpec(BaseModel):
     feasibility: dict[str, Any] = Field(default_factory=dict)
     heldout: dict[str, Any] = Field(default_factory=dict)
     collect: dict[str, Any] = Field(default_factory=dict)
+    reference: DriftReference | None = Field(
+        default=None, description="the calibration set's inputs, for drift (optional)")
 
     @field_validator("thresholds")
     @classmethod

@@ -21,6 +21,7 @@ from service.calibration.fit import fit_stage_map
 from service.calibration.maps import StageMap
 from service.calibration.pinning import ServingSettings
 from service.calibration.records import Record
+from service.calibration.reference import reference_for
 from service.calibration.select import choose_inputs
 from service.calibration.simulate import decide, replay
 from service.calibration.thresholds import DEFAULT_ALPHAS, ltt_table, pick_abstain_threshold
@@ -143,6 +144,8 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     spec["default_supported"] = guarantee and default_alpha in ok
     model = CalibratedModel(ArtifactSpec.model_validate(spec))
     spec["heldout"] = heldout_metrics(model, parts["heldout"])
+    ref = reference_for(model, parts["test"] + parts["heldout"], top)  # for drift monitoring
+    spec["reference"] = ref.model_dump() if ref is not None else None
     spec["feasibility"]["reached"] = [
         {"alpha": r["alpha"], "abstention": 1 - r["coverage"],
          "min_abstention": spec["feasibility"]["min_abstention"][f"{r['alpha']:g}"]}

@@ -84,10 +84,11 @@ class Cascade:
     audit_rate: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
 
-    def choose_policy(self, req: schemas.AnswerRequest, max_stage: int,
-                      max_tokens: int) -> PolicyChoice:
+    def choose_policy(self, req: schemas.AnswerRequest, max_stage: int, max_tokens: int,
+                      model: ConfidenceModel | None = None) -> PolicyChoice:
         """The policy and the promise for this request; every way to lose the promise named."""
-        choice = self.model.policy(req.policy.target_risk, max_stage)
+        model = model or self.model
+        choice = model.policy(req.policy.target_risk, max_stage)
         policy, risk, why = choice.policy, choice.target_risk, choice.reason
         if req.policy.answer_threshold is not None or req.policy.abstain_threshold is not None:
             hi = _pick(req.policy.answer_threshold, policy.answer_threshold)
@@ -99,7 +100,7 @@ class Cascade:
         if req.policy.run_all and risk is not None:
             risk, why = None, ("run_all: every stage runs and the decision is taken on the "
                                "final confidence, not by the calibrated sequential policy")
-        mismatch = self.model.request_mismatch(max_tokens, req.system)
+        mismatch = model.request_mismatch(max_tokens, req.system)
         if mismatch is not None and risk is not None:
             risk, why = None, mismatch
         return PolicyChoice(policy, risk, why)
@@ -108,6 +109,7 @@ class Cascade:
                      on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
         """Run the cascade; ``on_delta`` (live streaming) receives the greedy pass as it is
         generated, and the stages then continue from its final completion."""
+        model = self.model  # held for the whole request: a hot reload never changes it midway
         max_tokens = req.max_tokens or self.default_max_tokens
         if max_tokens > self.max_tokens_limit:
             raise BadRequest(f"max_tokens must be <= {self.max_tokens_limit}", param="max_tokens")
@@ -116,7 +118,7 @@ class Cascade:
             req.policy.max_stage if req.policy.max_stage is not None else MAX_STAGE,
             len(self.stages) - 1,
         )
-        choice = self.choose_policy(req, max_stage, max_tokens)
+        choice = self.choose_policy(req, max_stage, max_tokens, model)
         policy = choice.policy
         audit_rate = self.audit_rate if req.policy.audit_rate is None else req.policy.audit_rate
         audit = self.rng.random() < audit_rate
@@ -149,7 +151,8 @@ class Cascade:
         )
         trace = Trace()
         decided = await self._run_stages(ctx, trace, policy, max_stage, deadline, budget_ms,
-                                         meter, g_ms, comp.n_tokens, req.policy.run_all, audit)
+                                         meter, g_ms, comp.n_tokens, req.policy.run_all, audit,
+                                         model)
         completion = comp.n_tokens + meter.total
         abstained = decided.action is Action.ABSTAIN
         return schemas.AnswerResponse(
@@ -160,15 +163,15 @@ class Cascade:
             decision="abstain" if abstained else "answer",
             reason=decided.reason if abstained else None,
             confidence=min(1.0, max(0.0, decided.confidence)),
-            calibrated=self.model.calibrated,
+            calibrated=model.calibrated,
             stage_reached=decided.stage,
             fallback=trace.fallback,
             signals=schemas.Signals(**trace.signals),
             stages=trace.reports,
             skipped=trace.skipped,
             calibration=schemas.CalibrationRef(
-                calibrated=self.model.calibrated, id=self.model.id, profile=self.model.profile,
-                target_risk=choice.target_risk, delta=self.model.delta,
+                calibrated=model.calibrated, id=model.id, profile=model.profile,
+                target_risk=choice.target_risk, delta=model.delta,
                 threshold=policy.answer_threshold, reason=choice.reason,
             ),
             audit=audit,
@@ -187,7 +190,8 @@ class Cascade:
 
     async def _run_stages(self, ctx: SignalContext, trace: Trace, policy: Policy,
                           max_stage: int, deadline: float, budget_ms: int, meter: TokenMeter,
-                          g_ms: float, g_tokens: int, run_all: bool, audit: bool) -> Decided:
+                          g_ms: float, g_tokens: int, run_all: bool, audit: bool,
+                          model: ConfidenceModel) -> Decided:
         """Stages in order until the policy decides; an audited request runs on to
         ``max_stage`` for the record (its decision stays the sequential policy's)."""
         decided: Decided | None = None
@@ -210,7 +214,7 @@ class Cascade:
             ms = (time.perf_counter() - ts) * 1000 + (g_ms if stage.index == 0 else 0.0)
             tokens = meter.total - before
             tokens += g_tokens if stage.index == 0 else 0
-            add_result(trace, stage, res, ms, tokens, self.model)
+            add_result(trace, stage, res, ms, tokens, model)
             if decided is not None:  # audit-only stage: recorded, not decided on
                 trace.reports[-1].note = _join(trace.reports[-1].note,
                                                "audit: ran after the decision, for the record")

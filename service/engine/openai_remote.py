@@ -74,7 +74,8 @@ class OpenAIRemoteEngine:
         if not urls:
             raise ValueError("the remote engine needs at least one URL (CANDOR_ENGINE_URL)")
         self.model_id = model_id
-        self.upstreams = [Upstream(u.rstrip("/")) for u in urls]
+        # a server root; an OpenAI-style base URL ending in /v1 means the same server
+        self.upstreams = [Upstream(u.strip().rstrip("/").removesuffix("/v1")) for u in urls]
         self.attempts, self.eject_s, self._clock = attempts, eject_s, clock
         self.connect_timeout_s = connect_timeout_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -22,7 +22,7 @@ from service.signals.normalize import normalize_answer
 # one cluster; "with_greedy": only when that cluster holds the greedy answer (a single
 # cluster that excludes it says the greedy answer is likely wrong). Chosen from data:
 # docs/signals.md, benchmarks/homogeneity_rule.py.
-HOMOGENEITY_RULE = "any"
+HOMOGENEITY_RULE = "with_greedy"
 
 
 def sampling_uninformative(single_cluster: bool, greedy_share: float,

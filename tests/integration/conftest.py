@@ -103,9 +103,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("candor"))
+    tmp = tmp_path_factory.mktemp("candor")
+    server = start_server(tmp, {
+        # its own decision log (never the user's ~/.cache one): `--from-log` reads it
+        "CANDOR_DECISION_LOG": str(tmp / "decisions.sqlite"),
+        # live monitoring sized for a test: verdicts after 10 labels, a 16-decision window
+        "CANDOR_MONITOR_MIN_LABELS": "10", "CANDOR_DRIFT_WINDOW": "16",
+    })
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def live_promise(live_server: LiveServer, api: httpx.Client,
+                 tmp_path_factory: pytest.TempPathFactory) -> object:
+    """The session server recalibrated from its own audited labels and hot-reloaded
+    (tests/integration/live_promise.py); the server stays calibrated afterwards."""
+    from tests.integration.live_promise import recalibrate
+
+    return recalibrate(live_server, api, tmp_path_factory.mktemp("promise"))
 
 
 @pytest.fixture(scope="session")

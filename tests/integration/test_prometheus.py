@@ -5,7 +5,9 @@ scrape interval and the shipped alert rules. The test sends a mix of answered, a
 and bad-input requests (thresholds forced per request, tiny ``max_tokens``), then checks
 that the server's counters moved exactly as the responses say, that Prometheus saw the
 same values, and that every PromQL expression of every panel and alert parses and
-returns data. The session server is shared, so counts are deltas of ``/metrics``.
+returns data. The session server is shared, so counts are deltas of ``/metrics``; it is
+recalibrated from its own audited labels first (``live_promise``), so the live promise and
+drift panels and alerts have series.
 """
 
 from __future__ import annotations
@@ -128,7 +130,10 @@ def wait_for(check: object, timeout: float, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def prom(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prom(live_server: LiveServer, live_promise: object,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Prometheus on the session server, after the server was recalibrated and reloaded
+    (``live_promise``), so the promise and drift series exist."""
     target = live_server.url.removeprefix("http://")
     proc, url, _log = start_prometheus(tmp_path_factory.mktemp("prometheus"), target)
     try:

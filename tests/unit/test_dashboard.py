@@ -90,7 +90,9 @@ def test_dashboard_covers_what_operators_need(dashboard: dict[str, Any]) -> None
                    "Answered vs abstained per second", "Stage mix",
                    "Latency per stage (p50, p95)", "Confidence distribution",
                    "Homogenization rate", "Tokens per answer", "Errors per second",
-                   "vLLM queue", "vLLM KV-cache usage"):
+                   "vLLM queue", "vLLM KV-cache usage", "Promise verdict",
+                   "Realised risk vs promise (audited)", "Audited labels",
+                   "Abstention: audited vs calibration", "Input drift (PSI)"):
         assert needed in titles
 
 

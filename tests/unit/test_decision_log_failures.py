@@ -49,7 +49,8 @@ async def test_failed_writes_are_counted_and_the_writer_recovers(tmp_path: Path,
 
     dlog._store.write = real_write  # type: ignore[method-assign]
     dlog.record(_resp("ans_2"), schemas.AnswerRequest(question="q"), "/v1/answer")
-    assert await dlog.feedback("ans_2", True) is False
+    labelled = await dlog.feedback("ans_2", True)
+    assert labelled is not None and labelled.audit is False
     assert dlog.healthy
     dlog.close()
 

@@ -124,7 +124,7 @@ def test_compose_remote_profile() -> None:
     assert "candor-a" in prom and "candor-b" in prom and "[vllm]" in prom
 
 
-def doc_commands() -> list[str]:
+def deployment_commands() -> list[str]:
     blocks = re.findall(r"```(?:sh|bash)\n(.*?)```", DOC.read_text(), re.S)
     return [line.strip() for b in blocks for line in b.splitlines()
             if line.strip() and not line.strip().startswith("#")]
@@ -136,11 +136,11 @@ def test_doc_names_only_existing_paths_and_settings() -> None:
         assert (REPO / path).exists(), path
     for var in re.findall(r"\bCANDOR_[A-Z_]+\b", text):
         assert var in setting_names(), var
-    assert doc_commands(), "no commands found in docs/deployment.md"
+    assert deployment_commands(), "no commands found in docs/deployment.md"
 
 
 def test_doc_commands_run() -> None:
-    cmds = doc_commands()
+    cmds = deployment_commands()
     known = {"kubectl kustomize deploy/k8s", "kubectl apply -k deploy/k8s",
              "docker compose --profile remote up -d proxy prometheus grafana",
              ".venv/bin/python benchmarks/remote_overhead.py"}

@@ -200,7 +200,7 @@ async def test_count_prompt_tokens_asks_tokenize_once() -> None:
 
 
 def test_factory_reads_settings() -> None:
-    s = Settings(engine="remote", engine_url="http://x:1, http://y:2/",
+    s = Settings(engine="remote", engine_url="http://x:1, http://y:2/v1/",
                  engine_api_key="sk", engine_timeout_s=7)
     eng = remote_engine(s)
     assert [u.url for u in eng.upstreams] == ["http://x:1", "http://y:2"]

@@ -206,3 +206,30 @@ def test_adaptive_sampling_stops_once_decided() -> None:
     rounds_asked = [p.n for rid, p in engine.calls if "-samples-" in rid]
     assert rounds_asked == [2, 2] + [2] * 5
     asyncio.get_event_loop_policy()  # (no loop left running)
+
+
+def test_a_single_cluster_without_the_greedy_answer_is_evidence() -> None:
+    """Homogeneous samples that hold the greedy answer are uninformative (fallback on
+    stage 0); unanimous samples that exclude it (agreement 0) are used: the greedy answer
+    is then likely wrong, and the confidence must be allowed to fall."""
+    from fastapi.testclient import TestClient
+
+    from service.config import Settings
+    from service.main import create_app
+    from service.signals.consistency import sampling_uninformative
+    from tests.fakes import FakeEmbedder, FakeEngine, Script
+
+    assert sampling_uninformative(True, 1.0) and not sampling_uninformative(True, 0.0)
+    assert sampling_uninformative(True, 0.0, rule="any")
+    engine = FakeEngine(scripts={"agree": Script(greedy="4", samples=["4"] * 4),
+                                 "other": Script(greedy="4", samples=["5"] * 4)})
+    with TestClient(create_app(Settings(samples_n=4), engine=engine,
+                               embedder=FakeEmbedder())) as c:
+        body = {"policy": {"run_all": True, "max_stage": 2}}
+        same = c.post("/v1/answer", json={"question": "agree", **body}).json()
+        other = c.post("/v1/answer", json={"question": "other", **body}).json()
+    assert same["signals"]["homogeneous"] and other["signals"]["homogeneous"]
+    assert [s["informative"] for s in same["stages"][1:]] == [False, False]
+    assert same["fallback"] == "token"
+    assert [s["informative"] for s in other["stages"][1:]] == [True, True]
+    assert other["confidence"] < same["confidence"]

@@ -28,6 +28,7 @@ from candor_client.models import (
     FeedbackResult,
     Health,
     Policy,
+    PromiseStatus,
     Score,
     Signals,
     StageReport,
@@ -40,6 +41,6 @@ __all__ = [
     "Answer", "AsyncCandorClient", "BadRequestError", "Calibration", "CalibrationRef",
     "CandorAPIError", "CandorClient", "CandorConnectionError", "CandorError",
     "CandorTimeoutError", "DeadlineExceededError", "FeedbackResult", "Health",
-    "InternalServerError", "NotFoundError", "OverloadedError", "Policy", "Score", "Signals",
+    "InternalServerError", "NotFoundError", "OverloadedError", "Policy", "PromiseStatus", "Score", "Signals",
     "StageReport", "UnauthorizedError", "UnavailableError", "Usage", "__version__",
 ]

@@ -131,14 +131,30 @@ class FeedbackResult(_Model):
     audited: bool = False
 
 
+class PromiseStatus(_Model):
+    """One profile's artifact watched live: its promise's verdict on audited labels."""
+
+    profile: str
+    calibration_id: str
+    active: bool
+    verdict: Literal["unverified", "holding", "breached"]
+    target_risk: float | None = None
+    labelled: int | None = None
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+
+
 class Calibration(_Model):
     """``GET /v1/calibration``: the active artifact's summary (``calibrated=False`` if none).
 
     The summary's other fields (id, target risk, thresholds, held-out metrics) are kept
-    as extra fields: read them with ``model_extra`` or ``model_dump()``.
+    as extra fields: read them with ``model_extra`` or ``model_dump()``. ``profiles``: the
+    live verdict per profile and artifact (drift and per-target-risk detail as extras).
     """
 
     calibrated: bool
+    profiles: list[PromiseStatus] = []
 
 
 class Health(_Model):

@@ -17,6 +17,7 @@ from service.calibration.build import build_artifact
 from service.calibration.cli import DEFAULT_DATA, gather
 from service.calibration.records import to_records
 from service.labelled.grading import make_encoder
+from service.main import load_engine
 
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
@@ -24,15 +25,16 @@ ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 def main() -> None:
     ds, n, stage, tokens = (sys.argv[1:] + ["ladder", "300", "0", "16"][len(sys.argv) - 1:])[:4]
     ns = argparse.Namespace(dataset=ds, n=int(n), seed=0, data_dir=DEFAULT_DATA, server=None,
-                            max_tokens=int(tokens), max_stage=int(stage), concurrency=8,
-                            cache=None, no_progress=True)
-    items, responses = gather(ns)
+                            max_tokens=int(tokens), max_stage=int(stage), concurrency=None,
+                            cache=None, no_progress=True, timeout=3600.0,
+                            start_engine=load_engine)
+    items, responses, serving = gather(ns)
     records = to_records(items, responses, make_encoder(items))
     stats: dict[float, list[tuple[float, float]]] = defaultdict(list)
     seeds = range(20)
     for seed in seeds:
-        art = build_artifact(records, dataset=ds, model_name="m", seed=seed, delta=0.1,
-                             holdout=0.3, alphas=ALPHAS)
+        art = build_artifact(records, dataset=ds, settings=serving, seed=seed, delta=0.1,
+                             holdout=0.3, alphas=ALPHAS, default_alpha=ALPHAS[-1])
         for row in art.heldout["risk"]:
             stats[row["alpha"]].append((row["realised_risk"], row["coverage"]))
     out = {a: {"supported_in": len(stats[a]), "seeds": len(seeds),

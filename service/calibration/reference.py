@@ -1,0 +1,72 @@
+"""The calibration set's input distribution, stored in the artifact for drift monitoring.
+
+``reference`` summarises the stage-0 confidence (quantile bins) and the stage mix (where
+the default policy stops) of the records the maps never fitted on (test and held-out
+splits), replayed through the artifact's own maps: exactly what the server computes for
+each live decision, so a live window can be compared with it without labels
+(``service/monitoring/drift.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from service.calibration.records import Record
+from service.calibration.simulate import decide, replay
+from service.cascade.policy import ConfidenceModel
+from service.cascade.stages import N_STAGES
+
+MAX_BINS = 10
+PER_BIN = 10  # at least this many reference points per bin (fewer bins on small sets)
+
+
+class DriftReference(BaseModel):
+    n: int = Field(ge=1, description="records summarised (test + held-out splits)")
+    confidence_edges: list[float] = Field(description="inner edges of the stage-0 bins")
+    confidence_fractions: list[float] = Field(description="reference share of each bin")
+    stage_mix: list[float] | None = Field(
+        default=None, description="share of decisions stopping at each stage, default policy")
+
+
+def bin_edges(values: np.ndarray, max_bins: int = MAX_BINS) -> list[float]:
+    """Inner quantile edges (equal reference mass per bin), ties merged."""
+    k = int(np.clip(len(values) // PER_BIN, 1, max_bins))
+    qs = np.quantile(values, np.linspace(0, 1, k + 1)[1:-1]) if k > 1 else np.array([])
+    return [float(q) for q in np.unique(qs)]
+
+
+def bin_fractions(values: np.ndarray, edges: Sequence[float]) -> list[float]:
+    counts = np.bincount(np.searchsorted(edges, values, side="right"),
+                         minlength=len(edges) + 1)
+    return (counts / max(1, len(values))).tolist()
+
+
+def build_reference(records: Sequence[Record], model: ConfidenceModel,
+                    default_thresholds: tuple[float, float] | None,
+                    max_stage: int) -> DriftReference | None:
+    """The reference of ``records`` under ``model``; ``default_thresholds`` (answer, abstain)
+    of the default target risk give the stage mix (None: no stage mix)."""
+    if not records:
+        return None
+    rp = replay(records, model)
+    conf = np.nan_to_num(rp.conf[:, 0], nan=0.0)
+    edges = bin_edges(conf)
+    mix = None
+    if default_thresholds is not None:
+        stage = decide(rp, *default_thresholds, max_stage).stage
+        mix = (np.bincount(stage, minlength=N_STAGES) / len(stage)).tolist()
+    return DriftReference(n=len(records), confidence_edges=edges,
+                          confidence_fractions=bin_fractions(conf, edges), stage_mix=mix)
+
+
+def reference_for(model: ConfidenceModel, records: Sequence[Record],
+                  max_stage: int) -> DriftReference | None:
+    """The reference under the model's default policy (no stage mix when it promises
+    nothing at the default target risk)."""
+    choice = model.policy(None, max_stage)
+    th = ((choice.policy.answer_threshold, choice.policy.abstain_threshold)
+          if choice.target_risk is not None else None)
+    return build_reference(records, model, th, max_stage)

@@ -1,0 +1,83 @@
+"""The promise watched live on the real engine (session server, stage 0, <= 12 tokens):
+the loop (audited labels -> ``candor calibrate --from-log`` -> hot reload) starts the new
+promise ``unverified``; audited answers + feedback move it to a verdict; the confidence
+drift statistic reacts when the question mix moves from the calibration's (1- and 4-digit
+ladder questions) to 4-digit only; a corrupt or foreign artifact is refused and the good
+one stays."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.live_promise import MIX, LivePromise, active_profile, ask_and_label, ladder
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_reloaded_promise_starts_unverified(live_promise: LivePromise) -> None:
+    after = live_promise.after_reload
+    assert after["calibrated"] and after["id"] == live_promise.artifact_id
+    assert after["labels"] == "audit" and after["guarantee"] is True
+    (live,) = [p for p in after["profiles"] if p["active"]]
+    assert live["calibration_id"] == live_promise.artifact_id and live["target_risk"] == 0.9
+    assert live["verdict"] == "unverified" and live["labelled"] == 0
+    assert live["drift"] is not None  # the artifact carries its reference
+    print(f"\nLIVE_PROMISE_SECONDS {json.dumps(live_promise.seconds)}")
+
+
+def test_audited_feedback_gives_a_verdict_and_drift_reacts(live_promise: LivePromise,
+                                                            api: httpx.Client) -> None:
+    before = active_profile(api)
+    same_mix = ladder(14, 33, MIX)  # drawn like the calibration set
+    got = ask_and_label(api, same_mix)
+    assert all(b["calibration"]["id"] == live_promise.artifact_id for b, _ in got)
+    promised = [(b, c) for b, c in got if b["calibration"]["target_risk"] is not None]
+    answered = [(b, c) for b, c in promised if b["decision"] == "answer"]
+    mid = active_profile(api)
+    assert mid["labelled"] - before["labelled"] == len(answered)
+    assert mid["errors"] - before["errors"] == sum(1 for _, c in answered if not c)
+    assert mid["labelled"] >= 10, "min_labels (CANDOR_MONITOR_MIN_LABELS=10) not reached"
+    assert mid["verdict"] in ("holding", "breached")
+    assert mid["lower"] <= mid["estimate"] <= mid["upper"]
+    psi_same = mid["drift"]["confidence"]["psi"]
+    assert psi_same is not None
+
+    hard = ladder(16, 34, ("4",))  # the mix moves: 4-digit questions only
+    ask_and_label(api, hard)
+    end = active_profile(api)
+    psi_hard = end["drift"]["confidence"]["psi"]
+    print(f"\nDRIFT psi same mix {psi_same:.3f} -> 4 digits only {psi_hard:.3f} "
+          f"(threshold {end['drift']['threshold']}, window {end['drift']['window']}); "
+          f"verdict {mid['verdict']} at {mid['labelled']} labels, estimate {mid['estimate']:.2f} "
+          f"[{mid['lower']:.2f}, {mid['upper']:.2f}]")
+    assert psi_hard > end["drift"]["threshold"] and psi_hard > psi_same
+    assert end["drift"]["confidence"]["drift"] is True
+    metrics = api.get("/metrics").text
+    assert (f'candor_drift_psi{{calibration_id="{live_promise.artifact_id}",profile="default",'
+            f'signal="confidence"}}') in metrics
+    assert 'candor_promise_verdict{' in metrics
+
+
+def test_reload_refuses_bad_artifacts_and_keeps_the_good_one(live_promise: LivePromise,
+                                                             api: httpx.Client,
+                                                             tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text(live_promise.artifact.read_text()[:200])  # truncated on write
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({**json.loads(live_promise.artifact.read_text()),
+                                   "model": "another-model"}))
+    for path, needle in ((corrupt, "not valid JSON"), (foreign, "fitted for model")):
+        r = api.post("/v1/admin/calibration/reload", json={"path": str(path)})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["type"] == "calibration_error"
+        assert needle in r.json()["error"]["message"]
+        assert api.get("/v1/calibration").json()["id"] == live_promise.artifact_id
+    body = api.post("/v1/answer", json={"question": "What is 2 + 2?", "max_tokens": 12,
+                                        "policy": {"max_stage": 0}}).json()
+    assert body["calibration"]["id"] == live_promise.artifact_id
+    again = api.post("/v1/admin/calibration/reload")  # no body: re-read the good one
+    assert again.status_code == 200 and again.json()["id"] == live_promise.artifact_id

@@ -1,0 +1,251 @@
+"""Hot reload and the recalibration loop on a fake engine: audited answers + feedback ->
+``candor calibrate --from-log`` -> reload -> ``unverified`` until enough audited labels ->
+a verdict; refused artifacts keep the old one; auth; in-flight requests; restart; SIGHUP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from candor_client import Calibration
+from fastapi.testclient import TestClient
+
+from service import schemas
+from service.calibration.artifact import save_artifact
+from service.config import Settings
+from service.main import cli, create_app
+from service.state import CandorState
+from tests.fakes import FakeEmbedder, FakeEngine
+from tests.unit.test_calibration import make_spec
+from tests.unit.test_calibration_api import SCRIPTS
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL = ("127.0.0.1", 50000)
+RELOAD = "/v1/admin/calibration/reload"
+
+
+def wrong(key: str) -> bool:
+    """The fake model's answers to these questions are graded wrong (unsure ones mostly)."""
+    return int(key[1:]) % 4 == 3 or int(key[1:]) > 10
+
+
+def app_client(tmp: Path, **kw: object) -> TestClient:
+    s = Settings(samples_n=4, decision_log=tmp / "log.sqlite", monitor_min_labels=10, **kw)
+    app = create_app(s, engine=FakeEngine(scripts=SCRIPTS), embedder=FakeEmbedder())
+    return TestClient(app, raise_server_exceptions=False, client=LOCAL)
+
+
+def ask_and_label(c: TestClient, rounds: int, policy: dict[str, object] | None = None) -> list[
+        dict[str, object]]:
+    out = []
+    for _ in range(rounds):
+        for key in SCRIPTS:
+            body = c.post("/v1/answer", json={"question": key, "max_tokens": 16,
+                                              "policy": policy or {}}).json()
+            fb = c.post("/v1/feedback", json={"id": body["id"], "correct": not wrong(key)})
+            assert fb.status_code == 200 and fb.json()["audited"] is body["audit"]
+            out.append(body)
+    return out
+
+
+def live(c: TestClient) -> dict[str, object]:
+    profiles = c.get("/v1/calibration").json()["profiles"]
+    active = [p for p in profiles if p["active"]]
+    assert len(active) == 1, profiles
+    return active[0]
+
+
+def test_the_loop_from_log_to_reload_to_a_verdict(tmp_path: Path) -> None:
+    with app_client(tmp_path, audit_rate=1.0) as c:
+        assert c.get("/v1/calibration").json()["profiles"] == []  # uncalibrated: no promise
+        ask_and_label(c, 4)  # audited, labelled, no promise yet
+        out = tmp_path / "new.json"
+        assert cli(["calibrate", "--from-log", str(tmp_path / "log.sqlite"), "--out", str(out),
+                    "--alphas", "0.5", "0.9", "--default-alpha", "0.9"]) == 0
+        new_id = json.loads(out.read_text())["id"]
+        r = c.post(RELOAD, json={"path": str(out)})
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == new_id and r.json()["previous_id"] is None
+        st = live(c)
+        assert st["calibration_id"] == new_id and st["verdict"] == "unverified"
+        typed = Calibration.model_validate(c.get("/v1/calibration").json())  # the client's
+        assert [(p.calibration_id, p.verdict) for p in typed.profiles] == [(new_id,
+                                                                           "unverified")]
+        assert st["labelled"] == 0 and st["target_risk"] == 0.9
+        answers = ask_and_label(c, 1)
+        answered = [a for a in answers if a["decision"] == "answer"]
+        assert all(a["calibration"]["id"] == new_id and a["audit"] for a in answers)
+        st = live(c)
+        assert st["labelled"] == len(answered) >= 10
+        assert st["errors"] == sum(1 for a, k in zip(answers, SCRIPTS, strict=True)
+                                   if a["decision"] == "answer" and wrong(k))
+        assert st["verdict"] in ("holding", "breached") and st["lower"] <= st["upper"]
+        drift = st["drift"]
+        assert drift["statistic"] == "psi" and drift["confidence"]["n"] == len(answers)
+        ab = st["promises"][0]["abstention"]
+        assert ab["decisions"] == len(answers) and ab["expected"] is not None
+        metrics = c.get("/metrics").text
+        assert f'candor_promise_labelled{{calibration_id="{new_id}",profile="default",' \
+               f'target_risk="0.9"}} {float(len(answered))}' in metrics
+        assert 'candor_calibration_reloads_total{outcome="ok"} 1.0' in metrics
+    with app_client(tmp_path, audit_rate=1.0, calibration=out) as c:  # a restart loses nothing
+        again = live(c)
+        assert again["labelled"] == st["labelled"] and again["errors"] == st["errors"]
+        assert again["promises"][0]["abstention"]["decisions"] == len(answers)
+        assert again["drift"]["confidence"]["n"] == len(answers)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("artifacts")
+    a, b = tmp / "a.json", tmp / "b.json"
+    save_artifact(make_spec(400, seed=1), a)
+    save_artifact(make_spec(400, seed=2).model_copy(update={"id": "artifact-b"}), b)
+    return a, b
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "not valid JSON"),
+    ('{"format": "candor-calibration", "version": 2}', "is invalid"),
+    (None, "fitted for model 'other'"),
+    ("", "not valid JSON"),
+])
+def test_a_refused_artifact_keeps_the_old_one(tmp_path: Path, artifacts: tuple[Path, Path],
+                                              content: str | None, needle: str) -> None:
+    a, b = artifacts
+    bad = tmp_path / "bad.json"
+    bad.write_text(content if content is not None else
+                   json.dumps({**json.loads(b.read_text()), "model": "other"}))
+    with app_client(tmp_path, calibration=a) as c:
+        old = c.get("/v1/calibration").json()["id"]
+        r = c.post(RELOAD, json={"path": str(bad)})
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert err["type"] == "calibration_error" and needle in err["message"]
+        assert err["param"] == "path"
+        assert c.get("/v1/calibration").json()["id"] == old
+        assert c.post("/v1/answer", json={"question": "k01"}).json()["calibration"]["id"] == old
+        assert 'candor_calibration_reloads_total{outcome="rejected"} 1.0' in c.get(
+            "/metrics").text
+        for path in (tmp_path / "missing.json", tmp_path):  # no file; a directory
+            r = c.post(RELOAD, json={"path": str(path)})
+            assert r.status_code == 400 and r.json()["error"]["type"] == "calibration_error"
+        assert c.post(RELOAD).json()["id"] == old  # no body: re-read the loaded path
+
+
+def test_reload_without_a_path_on_an_uncalibrated_server_is_a_400(tmp_path: Path) -> None:
+    with app_client(tmp_path) as c:
+        r = c.post(RELOAD)
+        assert r.status_code == 400 and "CANDOR_CALIBRATION" in r.json()["error"]["message"]
+
+
+def test_reload_needs_a_key_or_loopback(tmp_path: Path, artifacts: tuple[Path, Path]) -> None:
+    a, b = artifacts
+    s = Settings(samples_n=4, calibration=a, api_keys="k1")  # type: ignore[arg-type]
+    with TestClient(create_app(s, engine=FakeEngine()), client=LOCAL) as c:
+        assert c.post(RELOAD, json={"path": str(b)}).status_code == 401
+        ok = c.post(RELOAD, json={"path": str(b)}, headers={"Authorization": "Bearer k1"})
+        assert ok.status_code == 200 and ok.json()["id"] == "artifact-b"
+    s = Settings(samples_n=4, calibration=a)  # no keys: loopback clients only
+    with TestClient(create_app(s, engine=FakeEngine()), client=("10.1.2.3", 4000)) as c:
+        r = c.post(RELOAD, json={"path": str(b)})
+        assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+        assert c.get("/v1/calibration").json()["id"] != "artifact-b"
+
+
+def test_in_flight_requests_finish_on_the_artifact_they_started_with(
+        artifacts: tuple[Path, Path]) -> None:
+    a, b = artifacts
+
+    async def run() -> tuple[schemas.AnswerResponse, schemas.AnswerResponse, str]:
+        state = CandorState.build(Settings(samples_n=4, calibration=a))
+        state.attach(FakeEngine(scripts=SCRIPTS, delay_s=0.2), FakeEmbedder())
+        req = schemas.AnswerRequest(question="k01", policy={"max_stage": 3, "run_all": True})
+        slow = asyncio.create_task(state.answer(req, "/v1/answer"))
+        await asyncio.sleep(0.05)  # the request is inside the cascade now
+        out = await state.reload_calibration(b)
+        after = await state.answer(req, "/v1/answer")
+        return await slow, after, out["previous_id"]
+
+    before, after, previous = asyncio.run(run())
+    assert before.calibration.id == previous != "artifact-b"
+    assert after.calibration.id == "artifact-b"
+
+
+def test_sighup_reloads_the_artifact_file(tmp_path: Path, artifacts: tuple[Path, Path]) -> None:
+    """``candor serve``-style process (uvicorn, fake engine): replace the file, SIGHUP, the
+    new artifact serves; a corrupt file + SIGHUP keeps it."""
+    a, b = artifacts
+    live_path = tmp_path / "live.json"
+    live_path.write_text(a.read_text())
+    from tests.unit.test_decision_log import _free_port
+
+    port = _free_port()
+    code = ("import sys, uvicorn; from pathlib import Path; from service.config import Settings;"
+            "from service.main import create_app; from tests.fakes import FakeEngine;"
+            "s = Settings(samples_n=4, calibration=Path(sys.argv[1]));"
+            "uvicorn.run(create_app(s, engine=FakeEngine()), host='127.0.0.1', "
+            "port=int(sys.argv[2]), log_level='warning')")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(live_path), str(port)], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    url = f"http://127.0.0.1:{port}/v1/calibration"
+
+    def current(timeout: float = 30.0, want: str | None = None) -> str | None:
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            try:
+                got = httpx.get(url, timeout=2).json()["id"]
+                if want is None or got == want:
+                    return str(got)
+            except (httpx.TransportError, ValueError):
+                pass
+            time.sleep(0.1)
+        return got
+
+    try:
+        first = current()
+        assert first is not None and first != "artifact-b"
+        live_path.write_text(b.read_text())
+        proc.send_signal(signal.SIGHUP)
+        assert current(want="artifact-b") == "artifact-b"
+        live_path.write_text("{corrupt")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert proc.poll() is None and current() == "artifact-b"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_documented_loop_commands_match_the_cli_and_the_route() -> None:
+    """docs/operations.md's loop block: the `candor calibrate` line parses with the real CLI
+    (its --from-log run is test_the_loop_from_log_to_reload_to_a_verdict) and the curl line
+    posts a valid body to the real route."""
+    import re
+    import shlex
+
+    from service.main import build_parser
+    from service.schemas import ReloadRequest
+
+    doc = (REPO / "docs" / "operations.md").read_text()
+    block = doc.split("**The loop.**", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = block.replace("\\\n", " ").strip().splitlines()
+    calibrate = next(ln for ln in lines if ln.startswith("candor calibrate"))
+    args = build_parser().parse_args(shlex.split(calibrate)[1:])
+    assert args.from_log is not None and args.out is not None
+    curl = shlex.split(next(ln for ln in lines if ln.startswith("curl")))
+    url = next(a for a in curl if a.startswith("localhost:"))
+    path = re.sub(r"^localhost:\d+", "", url)
+    paths = create_app(Settings(), engine=FakeEngine()).openapi()["paths"]
+    assert path in paths and "post" in paths[path]
+    body = json.loads(curl[curl.index("-d") + 1])
+    assert ReloadRequest.model_validate(body).path == str(args.out)
