@@ -16,10 +16,13 @@ import random
 from pathlib import Path
 
 from service.labelled.items import Item
-from service.labelled.ladder import arithmetic_ladder
+from service.labelled.ladder import arithmetic_ladder, mixed_ladder
 from service.labelled.userdata import DatasetError, load_csv, load_jsonl
 
-DATASETS = ("ladder", "gsm8k", "truthfulqa", "truthfulqa-2021")
+DATASETS = ("ladder", "ladder-mix", "qa-wikidata", "gsm8k", "truthfulqa", "truthfulqa-2021")
+# ../shared/data/README.md: "Complete the sentence with a short answer: <context> ...",
+# graded by normalised containment of the continuation.
+WIKIDATA_PROMPT = "Complete the sentence with a short answer: {context} ..."
 __all__ = ["DATASETS", "DatasetError", "Item", "load_csv", "load_dataset", "load_jsonl"]
 
 
@@ -32,6 +35,24 @@ def load_gsm8k(path: Path) -> list[Item]:
             ref = row["answer"].split("####")[-1].strip().replace(",", "")
             items.append(Item(f"gsm8k-{i}", row["question"], ref, "numeric", task="math"))
     return items
+
+
+def load_qa_wikidata(path: Path) -> list[Item]:
+    """BIG-bench qa_wikidata rows (``context``, ``continuation``) as short factual questions."""
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            row = json.loads(line)
+            items.append(Item(f"wikidata-{i}", WIKIDATA_PROMPT.format(context=row["context"]),
+                              row["continuation"], "text", task="factual",
+                              meta={"relation": relation(row["context"])}))
+    return items
+
+
+def relation(context: str) -> str:
+    """"The country of citizenship of X is" -> "country of citizenship"."""
+    words = context.removeprefix("The ").split(" of ")
+    return " of ".join(words[:-1]) if len(words) > 1 else words[0]
 
 
 def _split_refs(cell: str) -> tuple[str, ...]:
@@ -53,13 +74,17 @@ def load_truthfulqa(path: Path) -> list[Item]:
 
 
 def load_dataset(name: str, data_dir: Path, n: int | None = None, seed: int = 0) -> list[Item]:
-    """``name``: ladder | gsm8k | truthfulqa | truthfulqa-2021 | a .jsonl or .csv path.
+    """``name``: one of ``DATASETS`` or a .jsonl or .csv path.
 
     ``n`` draws a seeded random subset (the ladder is generated with ``n`` items).
     """
     if name == "ladder":
         return arithmetic_ladder(n or 400, seed=seed)
-    if name == "gsm8k":
+    if name == "ladder-mix":
+        return mixed_ladder(n or 400, seed=seed)
+    if name == "qa-wikidata":
+        items = load_qa_wikidata(data_dir / "qa_wikidata" / "dev.jsonl")
+    elif name == "gsm8k":
         items = load_gsm8k(data_dir / "gsm8k" / "test.jsonl")
     elif name == "truthfulqa":
         items = load_truthfulqa(data_dir / "truthfulqa" / "TruthfulQA-2025.csv")
