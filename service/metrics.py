@@ -146,7 +146,8 @@ class Metrics:
             "split had at this target risk.", key, registry=r)
         self.drift_psi = Gauge(
             "candor_drift_psi", "PSI of the recent window vs the calibration set, by signal "
-            "(confidence|stage_mix).", ["profile", "calibration_id", "signal"], registry=r)
+            "(confidence, stage_mix, or a raw stage-0 signal).",
+            ["profile", "calibration_id", "signal"], registry=r)
         self.drift_window = Gauge(
             "candor_drift_window", "Decisions in the drift window.", ["profile", "calibration_id"],
             registry=r)
@@ -185,8 +186,10 @@ class Metrics:
 
     def publish_drift(self, profile: str, cal_id: str, report: dict[str, object]) -> None:
         lab = {"profile": profile, "calibration_id": cal_id}
-        for signal in ("confidence", "stage_mix"):
-            value = report[signal]["psi"]  # type: ignore[index]
+        entries = {"confidence": report["confidence"], "stage_mix": report["stage_mix"],
+                   **report.get("signals", {})}  # type: ignore[dict-item]
+        for signal, entry in entries.items():
+            value = entry["psi"]  # type: ignore[index]
             if value is not None:
                 self.drift_psi.labels(**lab, signal=signal).set(value)
         self.drift_window.labels(**lab).set(report["confidence"]["n"])  # type: ignore[index]

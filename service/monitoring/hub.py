@@ -111,7 +111,8 @@ class Monitoring:
             conf0 = next((s.confidence for s in resp.stages if s.stage == 0), None)
             default = (cal.target_risk is not None and act.default_target_risk is not None
                        and abs(cal.target_risk - act.default_target_risk) < 1e-9)
-            act.drift.observe(conf0, resp.stage_reached if default else None)
+            act.drift.observe(conf0, resp.stage_reached if default else None,
+                              resp.signals.model_dump())
             self.metrics.publish_drift(act.profile, act.calibration_id, act.drift.report())
 
     def observe_label(self, row: Labelled) -> None:
@@ -136,7 +137,8 @@ class Monitoring:
                 continue
             default = (d.target_risk is not None and act.default_target_risk is not None
                        and abs(d.target_risk - act.default_target_risk) < 1e-9)
-            act.drift.observe(d.stage0_confidence, d.stage_reached if default else None)
+            act.drift.observe(d.stage0_confidence, d.stage_reached if default else None,
+                              d.signals)
         self.publish()
 
     # -- read side ---------------------------------------------------------------------------

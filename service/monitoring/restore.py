@@ -33,6 +33,7 @@ class RecentDecision:
     target_risk: float | None
     stage_reached: int | None
     stage0_confidence: float | None
+    signals: dict[str, float] | None = None  # the raw signals logged with it
 
 
 _COUNTS = """
@@ -46,7 +47,7 @@ WHERE audit = 1 AND target_risk IS NOT NULL AND calibration_id IS NOT NULL
 GROUP BY profile, calibration_id, target_risk
 """
 _RECENT = """
-SELECT profile, calibration_id, target_risk, stage_reached, stages FROM decisions
+SELECT profile, calibration_id, target_risk, stage_reached, stages, signals FROM decisions
 WHERE calibration_id = ? ORDER BY ts DESC LIMIT ?
 """
 
@@ -89,6 +90,14 @@ def _stage0(stages_json: str | None) -> float | None:
     return None
 
 
+def _signals(signals_json: str | None) -> dict[str, float] | None:
+    try:
+        raw = json.loads(signals_json or "{}")
+    except json.JSONDecodeError:
+        return None
+    return {k: float(v) for k, v in raw.items() if isinstance(v, int | float)}
+
+
 def recent_decisions(path: Path, calibration_id: str, limit: int) -> list[RecentDecision]:
     """The last ``limit`` decisions of one artifact, oldest first."""
     conn = _connect(path)
@@ -98,4 +107,5 @@ def recent_decisions(path: Path, calibration_id: str, limit: int) -> list[Recent
         rows = conn.execute(_RECENT, (calibration_id, limit)).fetchall()
     finally:
         conn.close()
-    return [RecentDecision(p, c, t, s, _stage0(st)) for p, c, t, s, st in reversed(rows)]
+    return [RecentDecision(p, c, t, s, _stage0(st), _signals(sg))
+            for p, c, t, s, st, sg in reversed(rows)]

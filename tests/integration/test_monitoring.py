@@ -1,6 +1,6 @@
 """The promise watched live on the real engine (session server, stage 0, <= 12 tokens):
 the loop (audited labels -> ``candor calibrate --from-log`` -> hot reload) starts the new
-promise ``unverified``; audited answers + feedback move it to a verdict; the confidence
+promise ``unverified``; audited answers + feedback move it to a verdict; the input
 drift statistic reacts when the question mix moves from the calibration's (1- and 4-digit
 ladder questions) to 4-digit only; a corrupt or foreign artifact is refused and the good
 one stays."""
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,23 +44,33 @@ def test_audited_feedback_gives_a_verdict_and_drift_reacts(live_promise: LivePro
     assert mid["labelled"] >= 10, "min_labels (CANDOR_MONITOR_MIN_LABELS=10) not reached"
     assert mid["verdict"] in ("holding", "breached")
     assert mid["lower"] <= mid["estimate"] <= mid["upper"]
-    psi_same = mid["drift"]["confidence"]["psi"]
-    assert psi_same is not None
+    same = input_psis(mid["drift"])
+    assert same["confidence"] is not None and len(same) > 1, same
 
     hard = ladder(16, 34, ("4",))  # the mix moves: 4-digit questions only
     ask_and_label(api, hard)
     end = active_profile(api)
-    psi_hard = end["drift"]["confidence"]["psi"]
-    print(f"\nDRIFT psi same mix {psi_same:.3f} -> 4 digits only {psi_hard:.3f} "
-          f"(threshold {end['drift']['threshold']}, window {end['drift']['window']}); "
+    moved = input_psis(end["drift"])
+    print("\nDRIFT psi same mix -> 4 digits only: "
+          + ", ".join(f"{k} {same[k]:.3f} -> {moved[k]:.3f}" for k in moved)
+          + f" (threshold {end['drift']['threshold']}, window {end['drift']['window']}); "
           f"verdict {mid['verdict']} at {mid['labelled']} labels, estimate {mid['estimate']:.2f} "
           f"[{mid['lower']:.2f}, {mid['upper']:.2f}]")
-    assert psi_hard > end["drift"]["threshold"] and psi_hard > psi_same
-    assert end["drift"]["confidence"]["drift"] is True
+    top = max(moved, key=lambda k: moved[k])  # the input that moved most
+    assert moved[top] > end["drift"]["threshold"] and moved[top] > same[top], (same, moved)
+    assert end["drift"]["drift"] is True
     metrics = api.get("/metrics").text
     assert (f'candor_drift_psi{{calibration_id="{live_promise.artifact_id}",profile="default",'
             f'signal="confidence"}}') in metrics
     assert 'candor_promise_verdict{' in metrics
+    assert f'signal="{top}"' in metrics
+
+
+def input_psis(drift: dict[str, Any]) -> dict[str, float]:
+    """PSI of the stage-0 confidence and of each raw stage-0 signal (the drift inputs)."""
+    out = {"confidence": drift["confidence"]["psi"]}
+    out.update({k: v["psi"] for k, v in drift["signals"].items()})
+    return out
 
 
 def test_reload_refuses_bad_artifacts_and_keeps_the_good_one(live_promise: LivePromise,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from service.calibration.artifact import ArtifactSpec, parse_artifact
-from service.calibration.reference import bin_edges, bin_fractions
+from service.calibration.reference import Bins, DriftReference, bin_edges, bin_fractions
+from service.cascade.stages import STAGES
 from service.monitoring.confseq import bernoulli_cs, half_width
 from service.monitoring.drift import DRIFT_THRESHOLD, DriftMonitor, psi
 from service.monitoring.promise import PromiseKey, PromiseMonitor
@@ -137,6 +138,27 @@ def test_drift_window_slides_in_constant_time_and_matches_a_recount(spec: Artifa
     assert rep["stage_mix"]["window_shares"][1] == 1.0
 
 
+def test_a_flat_map_cannot_hide_a_shift_of_its_inputs() -> None:
+    """A stage-0 map that kept no input gives every question one confidence: its PSI stays
+    near 0 whatever comes in (the failure seen in CI). The raw signals' PSI still moves."""
+    rng = np.random.default_rng(3)
+    ref_nll = rng.gamma(2.0, 0.2, 300)  # calibration-time mean NLL
+    edges = bin_edges(ref_nll)
+    ref = DriftReference(n=300, confidence_edges=bin_edges(np.full(300, 0.4)),
+                         confidence_fractions=bin_fractions(np.full(300, 0.4), [0.4]),
+                         signals={"mean_nll": Bins(edges=edges,
+                                                   fractions=bin_fractions(ref_nll, edges))})
+    same, moved = DriftMonitor(ref, size=100), DriftMonitor(ref, size=100)
+    for a, b in zip(rng.gamma(2.0, 0.2, 100), rng.gamma(2.0, 0.6, 100), strict=True):
+        same.observe(0.4, 0, {"mean_nll": float(a)})
+        moved.observe(0.4, 0, {"mean_nll": float(b), "n_tokens": 9.0})  # unknown: ignored
+    rs, rm = same.report(), moved.report()
+    assert rs["confidence"]["psi"] == rm["confidence"]["psi"] < 0.05  # blind, both times
+    assert rs["signals"]["mean_nll"]["psi"] < DRIFT_THRESHOLD and not rs["drift"]  # ~9(1/W+1/m)
+    assert rm["signals"]["mean_nll"]["psi"] > DRIFT_THRESHOLD and rm["drift"]
+    assert rm["signals"]["mean_nll"]["n"] == 100 and set(rm["signals"]) == {"mean_nll"}
+
+
 @pytest.fixture(scope="module")
 def spec() -> ArtifactSpec:
     return make_spec(600, seed=2, default_alpha=0.3)
@@ -149,6 +171,9 @@ def test_artifact_carries_a_reference_and_loads_without_one(spec: ArtifactSpec) 
     assert sum(ref.confidence_fractions) == pytest.approx(1.0)
     assert len(ref.confidence_fractions) == len(ref.confidence_edges) + 1
     assert ref.stage_mix is not None and sum(ref.stage_mix) == pytest.approx(1.0)
+    assert set(ref.signals) == set(STAGES[0].signals)  # every raw stage-0 signal is binned
+    for bins in ref.signals.values():
+        assert sum(bins.fractions) == pytest.approx(1.0)
     raw = json.loads(spec.model_dump_json())
     raw.pop("reference")  # an artifact written before drift monitoring
     model = parse_artifact(json.dumps(raw), "old.json")
