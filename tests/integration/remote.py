@@ -52,11 +52,20 @@ class VllmServer:
             os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=30)
 
-    def running(self) -> float:
-        """vLLM's ``vllm:num_requests_running`` gauge (summed over its label sets)."""
+    def sample(self, name: str) -> float:
+        """One of vLLM's metrics (summed over its label sets)."""
         text = httpx.get(self.url + "/metrics", timeout=5).text
-        vals = re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+-]+)$", text, re.M)
+        vals = re.findall(rf"^{re.escape(name)}\{{[^}}]*\}} ([0-9.e+-]+)$", text, re.M)
         return sum(float(v) for v in vals)
+
+    def running(self) -> float:
+        """vLLM's ``vllm:num_requests_running`` gauge. vLLM refreshes it only on an engine
+        step, so after an abort it keeps the last step's count until the next request."""
+        return self.sample("vllm:num_requests_running")
+
+    def generated(self) -> float:
+        """``vllm:generation_tokens_total``: every token vLLM generated so far."""
+        return self.sample("vllm:generation_tokens_total")
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
