@@ -28,26 +28,41 @@ def ladder_item(i: int, digits: int, op: str, rng: random.Random) -> Item:
                 meta={"digits": str(digits), "op": _WORD[op]})
 
 
-def arithmetic_ladder(n: int, seed: int = 0, max_digits: int = 4) -> list[Item]:
-    """``n`` questions cycling over (digits, op) rungs; the same seed gives the same list."""
+def unique_ladder(n: int, rungs: list[tuple[int, str]], seed: int) -> list[Item]:
+    """``n`` distinct questions, cycling over ``rungs`` (seeded). A draw that repeats an
+    earlier question is skipped, so a rung whose questions run out (there are 55 one-digit
+    subtractions) gives way to the next: every question is one item, which is what the
+    artifact's split keys and ``candor eval``'s "never on fitted questions" rely on."""
     if n < 1:
         raise ValueError("n must be >= 1")
-    rng = random.Random(seed)
-    rungs = [(d, op) for d in range(1, max_digits + 1) for op in OPS]
-    return [ladder_item(i, *rungs[i % len(rungs)], rng) for i in range(n)]
+    rng, out, seen, i = random.Random(seed), [], set(), 0
+    while len(out) < n:
+        if i > 100 * n:
+            raise ValueError(f"cannot draw {n} distinct ladder questions from these rungs")
+        item = ladder_item(len(out), *rungs[i % len(rungs)], rng)
+        i += 1
+        if item.question not in seen:
+            seen.add(item.question)
+            out.append(item)
+    return out
+
+
+def arithmetic_ladder(n: int, seed: int = 0, max_digits: int = 4) -> list[Item]:
+    """``n`` distinct questions cycling over (digits, op) rungs; the same seed gives the
+    same list."""
+    return unique_ladder(n, [(d, op) for d in range(1, max_digits + 1) for op in OPS], seed)
 
 
 # The ``ladder-mix`` dataset: half one-digit questions (the model gets ~70% right), the rest
-# spread over 2-4 digits (~0-5% right), so the whole set sits near 35% correct: where the
+# spread over 2-4 digits (~0-5% right); one-digit questions run out (255 distinct) beyond
+# ~500 items, so larger sets lean harder. The whole set sits near 30-35% correct: where the
 # signals have both outcomes to tell apart, and the hard tail teaches the maps to abstain.
 MIX_WEIGHTS = {1: 4, 2: 2, 3: 1, 4: 1}
 
 
 def mixed_ladder(n: int, seed: int = 0, weights: dict[int, int] | None = None) -> list[Item]:
-    """``n`` questions whose digit counts follow ``weights`` (rung order cycles, seeded)."""
-    if n < 1:
-        raise ValueError("n must be >= 1")
-    rng = random.Random(seed)
+    """``n`` distinct questions whose digit counts follow ``weights`` until a rung runs out
+    of distinct questions (rung order cycles, seeded)."""
     w = weights or MIX_WEIGHTS
-    rungs = [(d, op) for d, k in sorted(w.items()) for _ in range(k) for op in OPS]
-    return [ladder_item(i, *rungs[i % len(rungs)], rng) for i in range(n)]
+    return unique_ladder(n, [(d, op) for d, k in sorted(w.items()) for _ in range(k)
+                             for op in OPS], seed)

@@ -45,6 +45,20 @@ def test_ladder_is_seeded_and_correct() -> None:
     assert arithmetic_ladder(12, seed=3)[:5] == a[:5]  # a prefix of a longer ladder
 
 
+def test_ladders_hold_each_question_once() -> None:
+    """One question, one item: the artifact's split keys name questions, so a repeat in
+    the held-out split of a fitted question would be left out of `candor eval` (600
+    ladder-mix draws used to hold 469 distinct questions, the repeats mostly easy ones)."""
+    from collections import Counter
+
+    from service.labelled.ladder import mixed_ladder
+
+    for items in (arithmetic_ladder(300), mixed_ladder(600)):
+        assert len({i.key for i in items}) == len(items)
+    digits = Counter(i.meta["digits"] for i in mixed_ladder(600))
+    assert 150 < digits["1"] <= 255 and digits["4"] > 0  # one-digit questions run out
+
+
 def test_loaders_on_shared_data(data_dir: Path) -> None:
     gsm = load_dataset("gsm8k", data_dir)
     assert len(gsm) == 1319 and gsm[0].answer == "18" and gsm[0].grader == "numeric"
