@@ -104,6 +104,11 @@ class CalibratedModel:
             raise CalibrationError("calibration artifact has no stage-0 map", param="maps")
         self.default_target_risk = spec.default_alpha if spec.guarantee else None
 
+    @property
+    def answer_max_tokens(self) -> int:
+        """The answer ``max_tokens`` the scores were collected with (a request's default)."""
+        return self.spec.settings.answer_max_tokens
+
     def confidence(self, stage: int, features: Mapping[str, float]) -> float:
         """The nearest fitted map at or below ``stage`` (a stage without data inherits)."""
         for k in range(min(stage, MAX_STAGE), -1, -1):
@@ -130,27 +135,32 @@ class CalibratedModel:
                                 f"no_guarantee: calibration {self.id} was fitted on "
                                 f"{self.spec.labels} labels, not a uniform audit sample; its "
                                 "confidences are calibrated maps and no error rate is promised")
-        rows = self.supported(max_stage)
-        want = self.spec.default_alpha if target_risk is None else target_risk
-        ok = [e for e in rows if e.alpha <= want + 1e-12]
-        if not ok:
-            listed = ", ".join(f"{e.alpha:g}" for e in rows) or "none"
-            if target_risk is None:  # nothing is promised at the default: answer nothing
+        table = self.spec.thresholds.get(str(min(max_stage, self.spec.max_stage)), [])
+        supported = ", ".join(f"{e.alpha:g}" for e in table if e.threshold is not None)
+        if target_risk is None:  # the default alpha, fixed before fitting: its entry only
+            entry = next((e for e in table if abs(e.alpha - self.spec.default_alpha) < 1e-9),
+                         None)
+            if entry is None or entry.threshold is None:  # nothing promised: answer nothing
                 return PolicyChoice(Policy(1.0, 1.0, max_stage), None,
                                     f"unsupported: the default target risk "
                                     f"{self.spec.default_alpha:g} is not certified by "
                                     f"calibration {self.id} at max_stage={max_stage}, so every "
-                                    f"question abstains (supported: {listed})")
-            raise BadRequest(
-                f"target_risk={target_risk:g} is below what calibration {self.id} supports at "
-                f"max_stage={max_stage} (lowest supported: {rows[0].alpha:g})" if rows else
-                f"calibration {self.id} supports no target risk at max_stage={max_stage}",
-                param="policy.target_risk",
-            )
-        e = ok[-1]
-        assert e.threshold is not None
-        policy = Policy(e.threshold, min(self.spec.abstain_threshold, e.threshold), max_stage)
-        return PolicyChoice(policy, e.alpha, None)
+                                    f"question abstains (supported: {supported or 'none'})")
+        else:  # the table's largest alpha <= the target: chosen by the target alone
+            below = [e for e in table if e.alpha <= target_risk + 1e-12]
+            entry = max(below, key=lambda e: e.alpha) if below else None
+            if entry is None or entry.threshold is None:
+                which = (f"its table entry {entry.alpha:g} is not certified" if entry else
+                         f"the lowest target risk in its table is "
+                         f"{min((e.alpha for e in table), default=float('nan')):g}")
+                raise BadRequest(
+                    f"target_risk={target_risk:g} is not supported by calibration {self.id} at "
+                    f"max_stage={max_stage}: {which} (supported: {supported or 'none'})",
+                    param="policy.target_risk")
+        assert entry.threshold is not None
+        policy = Policy(entry.threshold, min(self.spec.abstain_threshold, entry.threshold),
+                        max_stage)
+        return PolicyChoice(policy, entry.alpha, None)
 
     def request_mismatch(self, max_tokens: int, system: str | None) -> str | None:
         return request_mismatch(self.spec.settings, max_tokens, system)

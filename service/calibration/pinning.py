@@ -105,11 +105,20 @@ def compare(pinned: ServingSettings, current: ServingSettings,
     return refuse, warn
 
 
+def system_hash(system: str) -> str:
+    """How the decision log keeps a system prompt (and so ``--from-log`` pins it)."""
+    return "sha256:" + hashlib.sha256(system.encode()).hexdigest()[:16]
+
+
 def request_mismatch(pinned: ServingSettings, max_tokens: int, system: str | None) -> str | None:
-    """Why a request's own settings fall outside the calibration (None: they match)."""
+    """Why a request's own settings fall outside the calibration (None: they match). A
+    system prompt pinned as a hash (an artifact fitted from the decision log) is compared
+    by its hash."""
     if max_tokens != pinned.answer_max_tokens:
         return (f"settings: max_tokens={max_tokens} differs from the calibrated "
                 f"{pinned.answer_max_tokens}")
-    if (system or None) != pinned.system_prompt:
+    pinned_hashed = (pinned.system_prompt or "").startswith("sha256:")
+    mine = system_hash(system) if system and pinned_hashed else (system or None)
+    if mine != pinned.system_prompt:
         return "settings: the system prompt differs from the calibration's"
     return None

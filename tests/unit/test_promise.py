@@ -95,6 +95,49 @@ def test_the_default_max_tokens_follows_the_artifact(tmp_path: Path) -> None:
         assert cal["target_risk"] is None and "max_tokens=128" in cal["reason"]  # type: ignore[index]
 
 
+def test_a_system_prompt_pinned_as_a_hash_is_compared_as_one(tmp_path: Path) -> None:
+    """An artifact fitted from the decision log pins the system prompt as the log keeps it
+    (a hash): the same prompt keeps the promise, another one or none loses it."""
+    from service.calibration.pinning import system_hash
+
+    pinned = SERVING.model_copy(update={"system_prompt": system_hash("Be brief.")})
+    with client(write(tmp_path, settings=pinned)) as c:
+        same = ask(c, system="Be brief.", policy={"target_risk": 0.3})["calibration"]
+        assert same["target_risk"] == 0.3, same  # type: ignore[index]
+        for other in ({"system": "Be verbose."}, {}):
+            cal = ask(c, policy={"target_risk": 0.3}, **other)["calibration"]
+            assert cal["target_risk"] is None and cal["reason"].startswith("settings:")  # type: ignore[index]
+
+
+def test_the_served_entry_is_chosen_by_the_target_alone(tmp_path: Path) -> None:
+    """A target risk gets the table's largest alpha at or below it, whether or not that one
+    passed: a smaller alpha that happened to pass is never quoted instead (that choice
+    would look at the data, and each alpha's level-delta statement is its own)."""
+    spec = make_spec(600, seed=1)
+    rows = spec.thresholds["3"]
+    ok = [e for e in rows if e.threshold is not None]
+    assert len(ok) >= 2, rows
+    lo, hi = ok[0], ok[1]
+    hi.threshold = None  # as if this alpha had failed while the smaller one passed
+    path = tmp_path / "a.json"
+    save_artifact(spec, path)
+    with client(path) as c:
+        r = c.post("/v1/answer", json={"question": "k03", "policy": {"target_risk": hi.alpha}})
+        assert r.status_code == 400, r.text
+        assert f"table entry {hi.alpha:g} is not certified" in r.json()["error"]["message"]
+        cal = ask(c, policy={"target_risk": lo.alpha})["calibration"]
+        assert cal["target_risk"] == lo.alpha  # type: ignore[index]
+        mid = (lo.alpha + hi.alpha) / 2  # between two table entries: the lower one serves
+        assert ask(c, policy={"target_risk": mid})["calibration"]["target_risk"] == lo.alpha  # type: ignore[index]
+
+
+def test_an_unsupported_default_is_warned_at_startup(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        CandorState.build(Settings(samples_n=4, calibration=write(tmp_path, default_alpha=0.02)))
+    assert any("default target risk 0.02 is not certified" in r.message for r in caplog.records)
+
+
 # -- no promise where none holds --------------------------------------------------------------
 @pytest.mark.parametrize("policy, why", [
     ({"run_all": True, "target_risk": 0.3}, "run_all:"),
