@@ -79,7 +79,10 @@ class Settings(BaseSettings):
     abstain_message: str = "I am not confident enough to answer this question."
 
     # --- calibration --------------------------------------------------------------------
-    calibration: Path | None = Field(default=None, description="Calibration artifact (JSON).")
+    calibration: str = Field(
+        default="builtin", description="builtin (the shipped profiles, where they fit the "
+        "serving settings), none, or artifact files/directories, comma-separated "
+        "(service/calibration/profiles.py)")
     audit_rate: float = Field(
         default=0.0, ge=0, le=1,
         description="Share of all decisions drawn uniformly into the audit sample "
@@ -123,6 +126,11 @@ class Settings(BaseSettings):
     engine_watchdog_s: float = Field(default=5.0, ge=0, description="0 disables the watchdog.")
     engine_exit_grace_s: float = Field(default=5.0, ge=0)
     exit_on_engine_failure: bool = True
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _path_text(cls, value: object) -> object:
+        return "none" if value is None else str(value) if isinstance(value, Path) else value
 
     @field_validator("api_keys", "engine_url", mode="before")
     @classmethod

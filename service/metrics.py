@@ -9,10 +9,15 @@ from the first scrape (a series that appears mid-window under-counts its first h
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service import schemas
 from service.cascade.stages import STAGE_KEYS, STAGE_NAMES
+
+if TYPE_CHECKING:
+    from service.calibration.profiles import Profiles
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 CONFIDENCE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -89,8 +94,9 @@ class Metrics:
             "candor_queue_depth", "Cascades in flight (admitted, not finished).", registry=r
         )
         self.calibration_info = Gauge(
-            "candor_calibration_info", "The active calibration artifact (value 1).",
-            ["id", "target_risk"], registry=r,
+            "candor_calibration_info", "Each calibration profile served and its artifact "
+            "(value 1; profile \"\" and id \"uncalibrated\" when none).",
+            ["profile", "id", "target_risk"], registry=r,
         )
         self.audited = Counter(
             "candor_audited", "Decisions drawn into the uniform audit sample.", registry=r
@@ -212,12 +218,15 @@ class Metrics:
         for why in NO_PROMISE:
             self.no_promise.labels(why=why)
 
-    def set_calibration(self, cal_id: str | None, target_risk: float | None) -> None:
-        """Publish the active artifact; the previous one's series is dropped (one info row)."""
+    def set_calibration(self, profiles: Profiles) -> None:
+        """Publish the profiles served now; the previous artifacts' rows are dropped."""
         self.calibration_info.clear()
-        self.calibration_info.labels(
-            id=cal_id or "uncalibrated", target_risk="" if target_risk is None else str(target_risk)
-        ).set(1)
+        for name, m in profiles.models.items():
+            risk = m.default_target_risk
+            self.calibration_info.labels(profile=name, id=m.id or "",
+                                         target_risk="" if risk is None else str(risk)).set(1)
+        if not profiles.models:
+            self.calibration_info.labels(profile="", id="uncalibrated", target_risk="").set(1)
 
     def observe_answer(self, endpoint: str, resp: schemas.AnswerResponse, seconds: float) -> None:
         """Count one finished cascade (answered or abstained) and what it cost."""

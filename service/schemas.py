@@ -36,6 +36,10 @@ class PolicyIn(_Strict):
         description="Run every stage up to max_stage, no early exit (calibration, analysis); "
         "the decision is taken on the final confidence, so no calibrated promise applies.",
     )
+    profile: str | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="Calibration profile to decide with (GET /v1/calibration lists them); "
+        "unset: the profile covering the request's task.")
     audit_rate: float | None = Field(
         default=None, ge=0, le=1,
         description="Override CANDOR_AUDIT_RATE for this request: the chance that it joins the "
@@ -169,12 +173,16 @@ class ScoreRequest(_Strict):
     )
     context: str | None = None
     task: Task = "auto"
+    profile: str | None = Field(
+        default=None, description="Calibration profile to score with; unset: the one "
+        "covering the task.")
 
 
 class ScoreResponse(BaseModel):
     object: Literal["candor.score"] = "candor.score"
     confidence: float | None
     calibrated: bool
+    profile: str | None = Field(default=None, description="Calibration profile that scored.")
     signals: Signals
     stages: list[StageReport]
     skipped: list[str]
@@ -196,15 +204,19 @@ class FeedbackResponse(BaseModel):
 class ReloadRequest(_Strict):
     path: str | None = Field(
         default=None, min_length=1, max_length=4096,
-        description="Artifact to load (a path on the server). Unset: re-read the one loaded "
+        description="Artifact file or directory of artifacts to load (a path on the server); "
+        "each replaces the profile it names, the others stay. Unset: re-read what was loaded "
         "last (CANDOR_CALIBRATION at startup).")
 
 
 class ReloadResponse(BaseModel):
     reloaded: bool
-    id: str | None = Field(description="The artifact now serving.")
+    id: str | None = Field(description="The artifact now serving (the first profile "
+                           "that changed).")
     previous_id: str | None
     profile: str | None
+    profiles: dict[str, str] = Field(default_factory=dict,
+                                     description="Every profile now served and its artifact id.")
     path: str
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -14,8 +13,8 @@ from typing import Any
 
 from service import schemas
 from service.admission import Limiter, admission_pools
-from service.calibration.pinning import ServingSettings, compare, serving_settings
-from service.cascade.policy import ConfidenceModel, UncalibratedModel
+from service.calibration.pinning import ServingSettings, serving_settings, system_hash
+from service.calibration.profiles import Profiles, parse_sources
 from service.cascade.providers import AdaptiveSampling, OnDelta, Providers
 from service.cascade.runner import Cascade
 from service.cascade.score import score as score_answers
@@ -26,41 +25,16 @@ from service.engine.protocol import EngineClient
 from service.errors import ArtifactRejected, BadRequest, CalibrationError, EngineUnavailable
 from service.metrics import Metrics
 from service.monitoring.hub import Monitoring
-from service.reload import validate_artifact
+from service.reload import load_calibration, pin_check, validate_reload
 
 log = logging.getLogger(__name__)
-
-
-def check_pinned(settings: Settings, model: ConfidenceModel) -> Settings:
-    """Refuse an artifact whose pinned serving settings differ from these (naming each);
-    requests without ``max_tokens`` get the calibrated one unless it was set explicitly."""
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        return settings
-    pinned = spec.settings
-    refuse, warn = compare(pinned, serving_settings(settings), check_template=False)
-    if refuse:
-        raise CalibrationError(
-            f"calibration artifact {model.id} was fitted under other serving settings; "
-            f"{'; '.join(refuse)}. Serve with the calibrated settings or recalibrate")
-    for line in warn:
-        log.warning("calibration %s: %s", model.id, line)
-    if "default_max_tokens" not in settings.model_fields_set:
-        limit = max(settings.max_tokens_limit, pinned.answer_max_tokens)
-        return settings.model_copy(update={"default_max_tokens": pinned.answer_max_tokens,
-                                           "max_tokens_limit": limit})
-    if settings.default_max_tokens != pinned.answer_max_tokens:
-        log.warning("calibration %s: CANDOR_DEFAULT_MAX_TOKENS=%d differs from the calibrated "
-                    "%d: requests without max_tokens carry no promise", model.id,
-                    settings.default_max_tokens, pinned.answer_max_tokens)
-    return settings
 
 
 @dataclass
 class CandorState:
     settings: Settings
     metrics: Metrics
-    model: ConfidenceModel
+    profiles: Profiles
     stages: tuple[Stage, ...] = field(default_factory=default_stages)
     engine: EngineClient | None = None
     embedder: object | None = None
@@ -69,8 +43,8 @@ class CandorState:
     cascade: Cascade | None = None
     decision_log: DecisionLog | None = None
     monitoring: Monitoring | None = None
-    base_settings: Settings | None = None  # before an artifact's pins (a reload re-pins)
-    calibration_path: Path | None = None  # what a reload (and SIGHUP) re-reads
+    base_settings: Settings | None = None  # before the artifacts' pins (a reload re-pins)
+    reload_source: str | None = None  # what a reload without a path (and SIGHUP) re-reads
     _serving_base: dict[str, object] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -86,24 +60,18 @@ class CandorState:
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None,
-              model: ConfidenceModel | None = None) -> CandorState:
+              profiles: Profiles | None = None) -> CandorState:
         base = settings
-        if model is None and settings.calibration is not None:  # a bad artifact fails here
-            from service.calibration.artifact import load_artifact
-
-            model = load_artifact(settings.calibration, expected_model=settings.model_name,
-                                  fallback=(settings.answer_threshold,
-                                            settings.abstain_threshold))
-            settings = check_pinned(settings, model)
-        model = model or UncalibratedModel(settings.answer_threshold, settings.abstain_threshold)
+        if profiles is None:  # a bad artifact named by CANDOR_CALIBRATION fails here
+            profiles, settings = load_calibration(settings)
         metrics = metrics or Metrics()
-        metrics.set_calibration(model.id, getattr(model, "default_target_risk", None))
+        metrics.set_calibration(profiles)
         monitoring = Monitoring(metrics, settings.monitor_level, settings.monitor_min_labels,
                                 settings.drift_window)
-        monitoring.activate(model)
-        return cls(settings=settings, metrics=metrics, model=model,
+        monitoring.activate(profiles.models.values())
+        return cls(settings=settings, metrics=metrics, profiles=profiles,
                    stages=default_stages(settings.cluster_similarity), monitoring=monitoring,
-                   base_settings=base, calibration_path=settings.calibration)
+                   base_settings=base)
 
     def serving(self) -> ServingSettings:
         """The serving settings the signals depend on (pinned by calibration artifacts)."""
@@ -116,7 +84,7 @@ class CandorState:
             self._serving_base = self.serving().model_dump()
         system = req.system
         if system and not self.settings.log_text:
-            system = "sha256:" + hashlib.sha256(system.encode()).hexdigest()[:16]
+            system = system_hash(system)
         return json.dumps({**self._serving_base, "system_prompt": system or None,
                            "answer_max_tokens": req.max_tokens or cascade.default_max_tokens})
 
@@ -125,15 +93,7 @@ class CandorState:
                nli: object | None = None) -> None:
         """Wire a loaded engine (and optional embedder/NLI) into a ready cascade."""
         s = self.settings
-        spec = getattr(self.model, "spec", None)
-        if spec is not None:  # the chat template is known only once the engine is up
-            refuse, warn = compare(spec.settings, serving_settings(
-                s, getattr(engine, "chat_template_hash", None)))
-            for line in warn:
-                log.warning("calibration %s: %s", self.model.id, line)
-            if refuse:
-                raise CalibrationError(f"calibration artifact {self.model.id} does not match "
-                                       f"the engine: {'; '.join(refuse)}")
+        self._check_template(getattr(engine, "chat_template_hash", None))
         self.engine, self.embedder, self.nli = engine, embedder, nli
         self._serving_base = None
         providers = Providers(
@@ -145,11 +105,33 @@ class CandorState:
             embed=getattr(embedder, "encode", None), nli=getattr(nli, "entail_probs", None),
         )
         self.cascade = Cascade(
-            stages=self.stages, providers=providers, model=self.model,
+            stages=self.stages, providers=providers, profiles=self.profiles,
             default_max_stage=s.max_stage, default_max_tokens=s.default_max_tokens,
             max_tokens_limit=s.max_tokens_limit, max_budget_ms=s.max_budget_ms,
             model_name=s.model_name, audit_rate=s.audit_rate,
+            profile_max_tokens="default_max_tokens" not in s.model_fields_set,
         )
+
+    def _check_template(self, template: str | None) -> None:
+        """The chat template is known only once the engine is up: an artifact pinned to
+        another is refused (named paths) or not served (the shipped profiles)."""
+        if template is None or not self.profiles.models:
+            return
+        check, kept, skipped = pin_check(self.settings, template), [], []
+        strict = parse_sources(self.settings.calibration)[1]
+        for m in self.profiles.models.values():
+            try:
+                check(m)
+                kept.append(m)
+            except CalibrationError as exc:
+                if strict:
+                    raise CalibrationError(f"the engine does not match: {exc.message}") from exc
+                log.warning("shipped calibration profile not served: %s", exc.message)
+                skipped.append(f"{m.spec.profile}: {exc.message}")
+        if skipped:
+            self._set_profiles(Profiles({m.spec.profile: m for m in kept},
+                                        self.profiles.uncalibrated,
+                                        self.profiles.skipped + tuple(skipped)))
 
     async def ready(self) -> bool:
         return self.cascade is not None and self.engine is not None and await self.engine.health()
@@ -186,7 +168,7 @@ class CandorState:
         }
         t0 = time.perf_counter()
         async with self.limiters["score"].slot():
-            resp = await score_answers(req, self.stages, self.model, providers)
+            resp = await score_answers(req, self.stages, self.profiles, providers)
         self.metrics.observe_score(time.perf_counter() - t0)
         return resp
 
@@ -203,48 +185,67 @@ class CandorState:
             return
         from service.monitoring.restore import audit_counts, recent_decisions, sqlite_path
 
-        path, active = sqlite_path(self.decision_log.url), self.model.id
+        path = sqlite_path(self.decision_log.url)
         if path is None:
             log.warning("live monitors start empty: rebuilding them reads a SQLite decision "
                         "log, not %s", type(self.decision_log._store).__name__)
             return
         counts = await asyncio.to_thread(audit_counts, path)
-        recent = (await asyncio.to_thread(recent_decisions, path, active,
-                                          self.settings.drift_window) if active else [])
+        recent = []
+        for m in self.profiles.models.values():
+            recent += await asyncio.to_thread(recent_decisions, path, m.id,
+                                              self.settings.drift_window)
         self.monitoring.restore(counts, recent)
 
-    async def reload_calibration(self, path: Path | None = None) -> dict[str, Any]:
-        """Validate ``path`` (default: the artifact loaded last), then swap it in atomically.
+    def _set_profiles(self, profiles: Profiles, settings: Settings | None = None) -> None:
+        """One synchronous swap: a request sees the old profiles or the new ones."""
+        self.profiles = profiles
+        if settings is not None:
+            self.settings = settings
+        self._serving_base = None
+        s = self.settings
+        if self.cascade is not None:
+            self.cascade = dataclasses.replace(
+                self.cascade, profiles=profiles, default_max_tokens=s.default_max_tokens,
+                max_tokens_limit=s.max_tokens_limit)
+        self.metrics.set_calibration(profiles)
+        if self.monitoring is not None:
+            self.monitoring.activate(profiles.models.values())
 
-        A refused artifact raises ``ArtifactRejected`` and changes nothing. The swap is one
-        synchronous step on the event loop: a request sees the old cascade or the new one,
-        and one in flight finishes on the artifact it started with (``Cascade.answer``
-        holds its model).
+    async def reload_calibration(self, path: Path | None = None) -> dict[str, Any]:
+        """Validate ``path`` (default: re-read CANDOR_CALIBRATION), then swap it in atomically.
+
+        A file or directory replaces the profiles it names and keeps the others. A refused
+        artifact raises ``ArtifactRejected`` and changes nothing; a request in flight
+        finishes on the profiles it started with (``Cascade.answer`` holds them).
         """
-        target = path or self.calibration_path
-        if target is None:
+        base = self.base_settings or self.settings
+        source = self.reload_source or base.calibration
+        if path is None and not parse_sources(source)[0]:
             raise BadRequest("no calibration artifact to reload: the server was started "
-                             "without CANDOR_CALIBRATION; send {\"path\": ...}", param="path")
+                             "with CANDOR_CALIBRATION=none; send {\"path\": ...}", param="path")
         async with self._reload_lock:
+            template = getattr(self.engine, "chat_template_hash", None)
             try:
-                model, settings = await asyncio.to_thread(
-                    validate_artifact, Path(target), self.base_settings or self.settings,
-                    self.engine, check_pinned)
+                profiles, settings = await asyncio.to_thread(
+                    validate_reload, path or (Path(source) if self.reload_source else None),
+                    base.calibration, base, template, self.profiles)
             except ArtifactRejected as exc:
                 self.metrics.reloads.labels(outcome="rejected").inc()
-                log.error("calibration reload refused (kept %s): %s", self.model.id, exc.message)
+                log.error("calibration reload refused (kept %s): %s",
+                          ", ".join(self.ids()) or "none", exc.message)
                 raise
-            previous = self.model.id
-            self.settings, self.model, self.calibration_path = settings, model, Path(target)
-            self._serving_base = None
-            if self.cascade is not None:
-                self.cascade = dataclasses.replace(
-                    self.cascade, model=model, default_max_tokens=settings.default_max_tokens,
-                    max_tokens_limit=settings.max_tokens_limit)
-            self.metrics.set_calibration(model.id, getattr(model, "default_target_risk", None))
-            if self.monitoring is not None:
-                self.monitoring.activate(model)
+            previous = self.ids()
+            self._set_profiles(profiles, settings)
+            if path is not None:
+                self.reload_source = str(path)
             self.metrics.reloads.labels(outcome="ok").inc()
-        log.info("calibration reloaded: %s -> %s (%s)", previous, model.id, target)
-        return {"reloaded": True, "id": model.id, "previous_id": previous,
-                "profile": getattr(model, "profile", None), "path": str(target)}
+        log.info("calibration reloaded: %s -> %s (%s)", previous, self.ids(), path or source)
+        now = self.ids()
+        name = next((n for n in now if previous.get(n) != now[n]), next(iter(now), None))
+        return {"reloaded": True, "id": now.get(name or ""),
+                "previous_id": previous.get(name or ""), "profile": name, "profiles": now,
+                "path": str(path or source)}
+
+    def ids(self) -> dict[str, str]:
+        return {n: str(m.id) for n, m in self.profiles.models.items()}

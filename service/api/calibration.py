@@ -1,4 +1,4 @@
-"""``GET /v1/calibration``: the active calibration artifact and its promise, or "uncalibrated"."""
+"""``GET /v1/calibration``: every calibration profile served and its promise, or "uncalibrated"."""
 
 from __future__ import annotations
 
@@ -14,22 +14,32 @@ router = APIRouter(prefix="/v1", tags=["calibration"], responses=documented_erro
 
 @router.get("/calibration")
 async def calibration(state: StateDep) -> dict[str, Any]:
-    """What the server promises: the artifact's id, delta and supported target risks, and
-    per profile and artifact the live watch (``profiles``): labelled audited answers, the
-    realised risk with anytime-valid bounds, the verdict (unverified | holding | breached),
-    the abstention rate and input drift."""
-    describe = getattr(state.model, "describe", None)
-    serving = state.serving().model_dump()
-    live = state.monitoring.report() if state.monitoring is not None else []
-    if state.model.calibrated and callable(describe):
-        out: dict[str, Any] = describe()
-        return {**out, "serving": serving, "profiles": live}
+    """What the server promises, per profile (`calibrations`: artifact id, the tasks it
+    covers, delta and the supported target risks), which shipped profiles are not served
+    and why (`skipped`), and per profile and artifact the live watch (`profiles`):
+    labelled audited answers, the realised risk with anytime-valid bounds, the verdict
+    (unverified | holding | breached), the abstention rate and input drift. With exactly
+    one profile its description is also at the top level."""
+    profiles = state.profiles
+    described = [m.describe() for m in profiles.models.values()]
+    common: dict[str, Any] = {
+        "serving": state.serving().model_dump(),
+        "calibrations": described,
+        "skipped": list(profiles.skipped),
+        "profiles": state.monitoring.report() if state.monitoring is not None else [],
+    }
+    if len(described) == 1:
+        return {**described[0], **common}
+    if described:
+        return {"calibrated": True, "id": None, **common,
+                "message": "several calibration profiles: each request is decided by the "
+                           "one covering its task, or the one named in policy.profile; a "
+                           "task no profile covers is answered uncalibrated"}
     s = state.settings
     return {
-        "calibrated": False, "id": None, "serving": serving,
-        "message": "no calibration artifact loaded (set CANDOR_CALIBRATION to one written by "
-                   "`candor calibrate`); confidences are uncalibrated scores and carry no "
-                   "risk guarantee",
+        "calibrated": False, "id": None, **common,
+        "message": "no calibration artifact loaded (CANDOR_CALIBRATION names artifacts "
+                   "written by `candor calibrate`, or `builtin` for the shipped profiles); "
+                   "confidences are uncalibrated scores and carry no risk guarantee",
         "answer_threshold": s.answer_threshold, "abstain_threshold": s.abstain_threshold,
-        "profiles": live,
     }

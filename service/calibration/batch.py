@@ -43,7 +43,7 @@ async def collect_local(items: Sequence[Item], cache: Path, cfg: CollectSettings
                         on_serving: Callable[[ServingSettings], CollectSettings] | None = None,
                         ) -> tuple[list[dict[str, Any]], ServingSettings]:
     """One response per item, in order, through an in-process cascade."""
-    state = CandorState.build(settings.model_copy(update={"calibration": None}))
+    state = CandorState.build(settings.model_copy(update={"calibration": "none"}))
     await start(state)
     require_started(state)
     assert state.cascade is not None

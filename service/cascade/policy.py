@@ -75,8 +75,6 @@ class ConfidenceModel(Protocol):
         ...
 
 
-
-
 @dataclass(frozen=True)
 class UncalibratedModel:
     """Mean of the informative per-stage confidences so far; thresholds from settings."""
@@ -87,6 +85,8 @@ class UncalibratedModel:
     id: str | None = None
     delta: float | None = None
     profile: str | None = None
+    reason: str = ("uncalibrated: no calibration artifact is loaded; the confidence is a raw "
+                   "score and no error rate is promised")
 
     def confidence(self, stage: int, features: Mapping[str, float]) -> float:
         vals = [features[k] for k in STAGE_CONF_KEYS[: stage + 1] if k in features]
@@ -94,9 +94,7 @@ class UncalibratedModel:
 
     def policy(self, target_risk: float | None, max_stage: int) -> PolicyChoice:
         return PolicyChoice(
-            Policy(self.answer_threshold, self.abstain_threshold, max_stage), None,
-            "uncalibrated: no calibration artifact is loaded; the confidence is a raw score "
-            "and no error rate is promised")
+            Policy(self.answer_threshold, self.abstain_threshold, max_stage), None, self.reason)
 
     def request_mismatch(self, max_tokens: int, system: str | None) -> str | None:
         return None

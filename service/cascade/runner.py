@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service import schemas
+from service.calibration.profiles import Profiles
 from service.cascade.policy import Action, ConfidenceModel, Policy, PolicyChoice
 from service.cascade.providers import OnDelta, Providers, TokenMeter, build_messages
 from service.cascade.stages import MAX_STAGE, STAGE_CONF_KEYS, Stage
@@ -75,19 +76,19 @@ class Decided:
 class Cascade:
     stages: tuple[Stage, ...]
     providers: Providers
-    model: ConfidenceModel
+    profiles: Profiles
     default_max_stage: int
     default_max_tokens: int
     max_tokens_limit: int
     max_budget_ms: int
     model_name: str
     audit_rate: float = 0.0
+    profile_max_tokens: bool = False  # a request without max_tokens gets its profile's pin
     rng: random.Random = field(default_factory=random.Random)
 
     def choose_policy(self, req: schemas.AnswerRequest, max_stage: int, max_tokens: int,
-                      model: ConfidenceModel | None = None) -> PolicyChoice:
+                      model: ConfidenceModel) -> PolicyChoice:
         """The policy and the promise for this request; every way to lose the promise named."""
-        model = model or self.model
         choice = model.policy(req.policy.target_risk, max_stage)
         policy, risk, why = choice.policy, choice.target_risk, choice.reason
         if req.policy.answer_threshold is not None or req.policy.abstain_threshold is not None:
@@ -109,8 +110,11 @@ class Cascade:
                      on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
         """Run the cascade; ``on_delta`` (live streaming) receives the greedy pass as it is
         generated, and the stages then continue from its final completion."""
-        model = self.model  # held for the whole request: a hot reload never changes it midway
-        max_tokens = req.max_tokens or self.default_max_tokens
+        task = resolve_task(req.task, req.question)
+        # held for the whole request: a hot reload never changes it midway
+        model = self.profiles.for_request(req.policy.profile, task)
+        pinned = getattr(model, "answer_max_tokens", None) if self.profile_max_tokens else None
+        max_tokens = req.max_tokens or pinned or self.default_max_tokens
         if max_tokens > self.max_tokens_limit:
             raise BadRequest(f"max_tokens must be <= {self.max_tokens_limit}", param="max_tokens")
         max_stage = min(
@@ -125,7 +129,6 @@ class Cascade:
         budget_ms = min(req.policy.budget_ms or self.max_budget_ms, self.max_budget_ms)
         deadline = time.perf_counter() + budget_ms / 1000.0
         rid = f"ans_{uuid.uuid4().hex[:24]}"
-        task = resolve_task(req.task, req.question)
         messages = build_messages(req.question, req.system, req.context)
         await self.providers.check_prompt(messages, max_tokens)
 

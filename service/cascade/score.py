@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from service import schemas
-from service.cascade.policy import ConfidenceModel
+from service.calibration.profiles import Profiles
 from service.cascade.runner import Trace, add_result
 from service.cascade.stages import Stage
 from service.errors import BadRequest
@@ -18,13 +18,15 @@ def _missing(stage: Stage, ctx: SignalContext) -> list[str]:
 
 
 async def score(
-    req: schemas.ScoreRequest, stages: tuple[Stage, ...], model: ConfidenceModel,
+    req: schemas.ScoreRequest, stages: tuple[Stage, ...], profiles: Profiles,
     ctx_providers: dict[str, object],
 ) -> schemas.ScoreResponse:
     if req.top_logprobs is not None and req.token_logprobs is None:
         raise BadRequest("top_logprobs needs token_logprobs", param="top_logprobs")
+    task = resolve_task(req.task, req.question)
+    model = profiles.for_request(req.profile, task)
     ctx = SignalContext(
-        question=req.question, task=resolve_task(req.task, req.question), answer=req.answer,
+        question=req.question, task=task, answer=req.answer,
         token_logprobs=req.token_logprobs, top_logprobs=req.top_logprobs,
         samples=req.samples or None, context=req.context, **ctx_providers,  # type: ignore[arg-type]
     )
@@ -49,6 +51,7 @@ async def score(
     return schemas.ScoreResponse(
         confidence=trace.confidence if any_conf else None,
         calibrated=model.calibrated,
+        profile=model.profile,
         signals=schemas.Signals(**trace.signals),
         stages=trace.reports,
         skipped=trace.skipped,

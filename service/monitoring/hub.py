@@ -10,6 +10,7 @@ Everything runs on the event loop and is O(1) per event.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,15 +72,17 @@ class Monitoring:
     active: dict[str, Active] = field(default_factory=dict)
 
     # -- artifacts ---------------------------------------------------------------------------
-    def activate(self, model: object) -> None:
-        """Make ``model`` its profile's active artifact (startup and every reload)."""
-        act = active_from_model(model, self.window)
-        prev = self.active.get(act.profile) if act is not None else None
-        if act is not None and prev is not None and prev.calibration_id == act.calibration_id:
-            act.drift = prev.drift  # the same artifact re-read: its window goes on
-        self.active = {} if act is None else {act.profile: act}  # one artifact today
-        if act is not None and act.default_target_risk is not None:
-            self._promise(act.profile, act.calibration_id, act.default_target_risk)
+    def activate(self, models: Iterable[object]) -> None:
+        """Make ``models`` the profiles' active artifacts (startup and every reload)."""
+        acts = [a for a in (active_from_model(m, self.window) for m in models) if a is not None]
+        for act in acts:
+            prev = self.active.get(act.profile)
+            if prev is not None and prev.calibration_id == act.calibration_id:
+                act.drift = prev.drift  # the same artifact re-read: its window goes on
+        self.active = {act.profile: act for act in acts}
+        for act in acts:
+            if act.default_target_risk is not None:
+                self._promise(act.profile, act.calibration_id, act.default_target_risk)
         self.publish()
 
     def _promise(self, profile: str, cal_id: str, target_risk: float) -> PromiseMonitor:

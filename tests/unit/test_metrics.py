@@ -102,14 +102,28 @@ def test_labels_stay_bounded() -> None:
     assert endpoints == {"/v1/answer", "/v1/chat/completions", "other"}
 
 
-def test_calibration_info_keeps_one_row() -> None:
+def test_calibration_info_has_one_row_per_profile_served() -> None:
+    from types import SimpleNamespace
+
+    from service.calibration.profiles import Profiles
+
+    def model(name: str, risk: float | None) -> SimpleNamespace:
+        return SimpleNamespace(id=f"{name}-1", default_target_risk=risk,
+                               spec=SimpleNamespace(tasks=[name], profile=name))
+
+    def rows(m: Metrics) -> set[frozenset[tuple[str, str]]]:
+        return {k[1] for k in parse(generate_latest(m.registry).decode())
+                if k[0] == "candor_calibration_info"}
+
     m = Metrics()
-    m.set_calibration(None, None)
-    m.set_calibration("gsm8k-smollm2-1", 0.1)
-    rows = [k for k in parse(generate_latest(m.registry).decode())
-            if k[0] == "candor_calibration_info"]
-    assert rows == [("candor_calibration_info",
-                     frozenset({"id": "gsm8k-smollm2-1", "target_risk": "0.1"}.items()))]
+    m.set_calibration(Profiles())
+    assert rows(m) == {frozenset({"profile": "", "id": "uncalibrated",
+                                  "target_risk": ""}.items())}
+    m.set_calibration(Profiles({"math": model("math", 0.3),  # type: ignore[dict-item]
+                                "factual": model("factual", None)}))
+    assert rows(m) == {frozenset({"profile": "math", "id": "math-1", "target_risk": "0.3"}.items()),
+                       frozenset({"profile": "factual", "id": "factual-1",
+                                  "target_risk": ""}.items())}
 
 
 def test_metrics_route_serves_candor_and_process_wide_metrics(client: TestClient) -> None:

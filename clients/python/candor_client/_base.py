@@ -80,10 +80,10 @@ def answer_body(question: str, *, context: str | None, system: str | None, task:
 
 def score_body(question: str, answer: str, *, samples: list[str] | None,
                token_logprobs: list[float] | None, top_logprobs: list[list[float]] | None,
-               context: str | None, task: str) -> dict[str, Any]:
+               context: str | None, task: str, profile: str | None = None) -> dict[str, Any]:
     return payload(question=question, answer=answer, samples=samples,
                    token_logprobs=token_logprobs, top_logprobs=top_logprobs,
-                   context=context, task=task)
+                   context=context, task=task, profile=profile)
 
 
 def should_retry(response: httpx.Response | None, attempt: int, max_retries: int) -> bool:

@@ -74,10 +74,12 @@ class AsyncCandorClient:
     async def score(self, question: str, answer: str, *, samples: list[str] | None = None,
               token_logprobs: list[float] | None = None,
               top_logprobs: list[list[float]] | None = None, context: str | None = None,
-              task: str = "auto") -> Score:
-        """Uncertainty signals for an answer you already have (nothing is generated)."""
+              task: str = "auto", profile: str | None = None) -> Score:
+        """Uncertainty signals for an answer you already have (nothing is generated);
+        ``profile``: the calibration profile to score with (default: the task's)."""
         body = _base.score_body(question, answer, samples=samples, token_logprobs=token_logprobs,
-                                top_logprobs=top_logprobs, context=context, task=task)
+                                top_logprobs=top_logprobs, context=context, task=task,
+                                profile=profile)
         return _base.parse(await self._request("POST", "/v1/score", body), Score)
 
     async def feedback(self, id: str, correct: bool) -> FeedbackResult:

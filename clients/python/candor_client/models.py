@@ -26,6 +26,7 @@ class Policy(BaseModel):
     answer_threshold: float | None = Field(default=None, ge=0, le=1)
     abstain_threshold: float | None = Field(default=None, ge=0, le=1)
     run_all: bool = False
+    profile: str | None = Field(default=None, min_length=1, max_length=64)
     audit_rate: float | None = Field(default=None, ge=0, le=1)
 
 
@@ -117,6 +118,7 @@ class Score(_Model):
     object: Literal["candor.score"] = "candor.score"
     confidence: float | None
     calibrated: bool
+    profile: str | None = None
     signals: Signals
     stages: list[StageReport]
     skipped: list[str] = Field(default_factory=list)
@@ -146,14 +148,18 @@ class PromiseStatus(_Model):
 
 
 class Calibration(_Model):
-    """``GET /v1/calibration``: the active artifact's summary (``calibrated=False`` if none).
+    """``GET /v1/calibration``: the profiles served (``calibrated=False`` if none).
 
+    ``calibrations``: each profile's artifact summary and promise; ``skipped``: shipped
+    profiles not served and why.
     The summary's other fields (id, target risk, thresholds, held-out metrics) are kept
     as extra fields: read them with ``model_extra`` or ``model_dump()``. ``profiles``: the
     live verdict per profile and artifact (drift and per-target-risk detail as extras).
     """
 
     calibrated: bool
+    calibrations: list[dict[str, Any]] = []
+    skipped: list[str] = []
     profiles: list[PromiseStatus] = []
 
 
