@@ -105,6 +105,13 @@ class CalibratedModel:
         self.default_target_risk = spec.default_alpha if spec.guarantee else None
 
     @property
+    def decision_stage(self) -> int:
+        """The last stage with a map of its own. Later stages inherit its confidence, so
+        running them can never change a decision: the cascade decides here and runs them
+        only to record them (audited requests, ``run_all``)."""
+        return max(k for k, m in enumerate(self.maps) if m is not None)
+
+    @property
     def answer_max_tokens(self) -> int:
         """The answer ``max_tokens`` the scores were collected with (a request's default)."""
         return self.spec.settings.answer_max_tokens

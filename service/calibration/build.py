@@ -91,7 +91,8 @@ def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[s
     }
     for e in model.supported(MAX_STAGE):
         assert e.threshold is not None
-        o = decide(rp, e.threshold, min(model.spec.abstain_threshold, e.threshold), MAX_STAGE)
+        o = decide(rp, e.threshold, min(model.spec.abstain_threshold, e.threshold),
+                   model.decision_stage)
         r = o.risk(rp.correct)
         out["risk"].append({"alpha": e.alpha, "realised_risk": r, "answered": int(o.answered.sum()),
                             "coverage": float(o.answered.mean()), "held": r <= e.alpha,
@@ -144,7 +145,8 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     spec["default_supported"] = guarantee and default_alpha in ok
     model = CalibratedModel(ArtifactSpec.model_validate(spec))
     spec["heldout"] = heldout_metrics(model, parts["heldout"])
-    ref = reference_for(model, parts["test"] + parts["heldout"], top)  # for drift monitoring
+    ref = reference_for(model, parts["test"] + parts["heldout"],  # for drift monitoring
+                        min(top, model.decision_stage))
     spec["reference"] = ref.model_dump() if ref is not None else None
     spec["feasibility"]["reached"] = [
         {"alpha": r["alpha"], "abstention": 1 - r["coverage"],

@@ -122,7 +122,10 @@ class Cascade:
             req.policy.max_stage if req.policy.max_stage is not None else MAX_STAGE,
             len(self.stages) - 1,
         )
-        choice = self.choose_policy(req, max_stage, max_tokens, model)
+        # stages past the model's last own map cannot change a decision: decide there
+        decide_at = max_stage if req.policy.run_all else min(
+            max_stage, getattr(model, "decision_stage", max_stage))
+        choice = self.choose_policy(req, decide_at, max_tokens, model)
         policy = choice.policy
         audit_rate = self.audit_rate if req.policy.audit_rate is None else req.policy.audit_rate
         audit = self.rng.random() < audit_rate
@@ -153,7 +156,8 @@ class Cascade:
                                               meter=meter),
         )
         trace = Trace()
-        decided = await self._run_stages(ctx, trace, policy, max_stage, deadline, budget_ms,
+        run_to = max_stage if audit else decide_at  # audited: every stage, for the record
+        decided = await self._run_stages(ctx, trace, policy, run_to, deadline, budget_ms,
                                          meter, g_ms, comp.n_tokens, req.policy.run_all, audit,
                                          model)
         completion = comp.n_tokens + meter.total
@@ -229,7 +233,7 @@ class Cascade:
                 action = Action.ESCALATE
             if action is not Action.ESCALATE:
                 reason = None if action is Action.ANSWER else (
-                    "low_confidence" if stage.index >= max_stage else "hopeless")
+                    "low_confidence" if stage.index >= policy.max_stage else "hopeless")
                 decided = Decided(action, reason, stage.index, trace.confidence)
                 if not audit:
                     break

@@ -68,7 +68,7 @@ def make_plots(records: Sequence[Record], model: CalibratedModel | None, out: Pa
         rp = replay(records, model)
         choice = model.policy(None, MAX_STAGE)
         pol, alpha = choice.policy, choice.target_risk
-        o = decide(rp, pol.answer_threshold, pol.abstain_threshold, 3)
+        o = decide(rp, pol.answer_threshold, pol.abstain_threshold, model.decision_stage)
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for k in range(N_STAGES):
             ans, abst = ((o.stage == k) & o.answered).mean(), ((o.stage == k) & ~o.answered).mean()

@@ -81,7 +81,7 @@ def evaluate(records: Sequence[Record], model: CalibratedModel | None) -> dict[s
         out["guarantee"] = heldout_metrics(model, held)["risk"]
         choice = model.policy(None, MAX_STAGE)
         pol, alpha = choice.policy, choice.target_risk
-        o = decide(rp, pol.answer_threshold, pol.abstain_threshold, 3)
+        o = decide(rp, pol.answer_threshold, pol.abstain_threshold, model.decision_stage)
         # tokens the early-exit cascade spends (stages up to where it stopped) vs all stages
         tok = np.array([r.tokens for r in held])  # 0 where a stage did not run
         spent = np.array([row[: st + 1].sum() for row, st in zip(tok, o.stage, strict=True)])

@@ -91,7 +91,7 @@ def test_replay_matches_the_runner(calibrated: TestClient, artifact: Path) -> No
             recs.append(from_response(Item(key, key, "0", "numeric"), full, True))
             pol = {"answer_threshold": hi, "abstain_threshold": lo}
             live.append(calibrated.post("/v1/answer", json={"question": key, "policy": pol}).json())
-        out = decide(replay(recs, model), hi, lo, 3)
+        out = decide(replay(recs, model), hi, lo, model.decision_stage)
         assert out.answered.tolist() == [not b["abstained"] for b in live], (hi, lo)
         assert out.stage.tolist() == [b["stage_reached"] for b in live], (hi, lo)
 

@@ -114,11 +114,13 @@ def test_the_served_entry_is_chosen_by_the_target_alone(tmp_path: Path) -> None:
     passed: a smaller alpha that happened to pass is never quoted instead (that choice
     would look at the data, and each alpha's level-delta statement is its own)."""
     spec = make_spec(600, seed=1)
-    rows = spec.thresholds["3"]
-    ok = [e for e in rows if e.threshold is not None]
-    assert len(ok) >= 2, rows
+    ok = [e for e in spec.thresholds["3"] if e.threshold is not None]
+    assert len(ok) >= 2, spec.thresholds["3"]
     lo, hi = ok[0], ok[1]
-    hi.threshold = None  # as if this alpha had failed while the smaller one passed
+    for rows in spec.thresholds.values():  # as if this alpha had failed at every stage
+        for e in rows:                     # while the smaller one passed
+            if e.alpha == hi.alpha:
+                e.threshold = None
     path = tmp_path / "a.json"
     save_artifact(spec, path)
     with client(path) as c:
@@ -212,3 +214,22 @@ def test_feasibility_bound_is_reported() -> None:
         assert bound == pytest.approx(max(0.0, (mu - float(a)) / (1 - float(a))))
     for row in feas["reached"]:  # held-out abstention sits above the bound (up to noise)
         assert row["abstention"] >= row["min_abstention"] - 0.1, row
+
+
+def test_stages_that_inherit_their_map_do_not_run(tmp_path: Path) -> None:
+    """A stage with no map of its own inherits the last one's confidence: running it can
+    never change a decision, so the cascade decides at the last own map (same decisions,
+    fewer tokens); an audited request still runs every stage for the record."""
+    spec = make_spec(600, seed=1)
+    spec.maps[1:] = [None] * (len(spec.maps) - 1)
+    model = CalibratedModel(spec)
+    assert model.decision_stage == 0
+    path = tmp_path / "a.json"
+    save_artifact(spec, path)
+    with client(path) as c:
+        for key in list(SCRIPTS)[:6]:
+            b = ask(c, question=key, policy={"target_risk": 0.3})
+            assert b["stage_reached"] == 0 and [s["name"] for s in b["stages"]] == ["token"]  # type: ignore[index]
+        audited = ask(c, question="k05", policy={"target_risk": 0.3, "audit_rate": 1.0})
+        assert audited["audit"] and len(audited["stages"]) == 4  # type: ignore[arg-type]
+        assert audited["stage_reached"] == 0
