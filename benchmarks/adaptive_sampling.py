@@ -38,11 +38,23 @@ def adaptive(row: dict[str, Any], round_size: int, confidence: float) -> tuple[f
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--load", type=Path, required=True)
+    p.add_argument("--load", type=Path, default=None, help="rows of homogeneity_rule.py --save")
+    p.add_argument("--cache", type=Path, default=None, help="a `candor calibrate` cache "
+                   "(with --dataset, --n, --max-tokens as collected)")
+    p.add_argument("--dataset", default="ladder-mix")
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--rounds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--confidence", type=float, nargs="+", default=[0.8, 0.9, 0.95])
     a = p.parse_args()
-    rows = [json.loads(ln) for ln in a.load.read_text().splitlines() if ln.strip()]
+    if a.cache is not None:
+        from benchmarks.cached_rows import rows as cached_rows
+
+        rows = cached_rows(a.cache, a.dataset, a.n, max_tokens=a.max_tokens)
+    elif a.load is not None:
+        rows = [json.loads(ln) for ln in a.load.read_text().splitlines() if ln.strip()]
+    else:
+        raise SystemExit("give --load ROWS or --cache CACHE")
     y = np.array([r["correct"] for r in rows], dtype=bool)
     n_max = len(rows[0]["samples"])
     fixed = auroc(np.array([r["agree"] for r in rows]), y)

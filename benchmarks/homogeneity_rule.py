@@ -109,7 +109,7 @@ def report(rows: list[dict[str, Any]]) -> None:
     }
     print(f"n={len(rows)}, greedy accuracy {y.mean():.3f}")
     for name, mask in cases.items():
-        m = np.array(mask)
+        m = np.array(mask, dtype=bool)
         acc = f"{y[m].mean():.3f}" if m.any() else "-"
         print(f"  {name:34s} {int(m.sum()):4d}  accuracy {acc}")
     for rule in ("any", "with_greedy"):
@@ -128,8 +128,15 @@ def main() -> None:
                    help="append the per-question rows (JSONL; a rerun resumes; "
                         "benchmarks/adaptive_sampling.py reads them)")
     p.add_argument("--load", type=Path, default=None, help="read saved rows, no engine")
+    p.add_argument("--cache", type=Path, default=None, help="a `candor calibrate` cache, "
+                   "no engine (with --dataset, --n, --max-tokens as collected)")
+    p.add_argument("--dataset", default="ladder-mix")
     a = p.parse_args()
-    if a.load:
+    if a.cache:
+        from benchmarks.cached_rows import rows as cached_rows
+
+        rows = cached_rows(a.cache, a.dataset, a.n, max_tokens=a.max_tokens)
+    elif a.load:
         rows = [json.loads(ln) for ln in a.load.read_text().splitlines() if ln.strip()]
     else:
         if a.save:

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     cluster_similarity: float = Field(default=0.85, gt=0, le=1)
     nli_model: Path | None = Field(default=None, description="Local NLI sequence classifier.")
     abstain_message: str = "I am not confident enough to answer this question."
+    math_instruction: str = Field(
+        default="Answer with the number only.", max_length=500,
+        description="Appended to math questions that do not already end with it (empty: "
+        "none). The embedded model answers 'What is 3 + 4?' with a paragraph and noisy "
+        "samples, and with this instruction with the number; pinned by calibrations.")
 
     # --- calibration --------------------------------------------------------------------
     calibration: str = Field(

@@ -60,7 +60,14 @@ class ArtifactSpec(BaseModel):
     guarantee: bool = Field(default=True, description="false: maps only, no promise")
     delta: float = Field(gt=0, lt=1)
     default_alpha: float = Field(gt=0, lt=1, description="fixed before fitting")
+    default_alpha_rule: Literal["fixed", "fit-split"] = Field(
+        default="fixed", description="fixed: given before fitting; fit-split: the smallest "
+        "alpha certified on the fit split, chosen before the test split was looked at")
     default_supported: bool = True
+    homogeneous: Literal["fitted", "fallback"] = Field(
+        default="fallback", description="fitted: the maps were fitted on single-cluster "
+        "(homogeneous) questions too, so the data decide what homogeneity says for this "
+        "model; fallback: such a stage keeps the stage-0 confidence (the uncalibrated rule)")
     abstain_threshold: float = Field(ge=0, le=1)
     max_stage: int = Field(default=MAX_STAGE, ge=0, le=MAX_STAGE,
                            description="highest stage in the data")
@@ -103,6 +110,7 @@ class CalibratedModel:
         if self.maps[0] is None:
             raise CalibrationError("calibration artifact has no stage-0 map", param="maps")
         self.default_target_risk = spec.default_alpha if spec.guarantee else None
+        self.fits_homogeneous = spec.homogeneous == "fitted"
 
     @property
     def decision_stage(self) -> int:

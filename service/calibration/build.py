@@ -24,8 +24,13 @@ from service.calibration.records import Record
 from service.calibration.reference import reference_for
 from service.calibration.select import choose_inputs
 from service.calibration.simulate import decide, replay
-from service.calibration.thresholds import DEFAULT_ALPHAS, ltt_table, pick_abstain_threshold
-from service.cascade.stages import MAX_STAGE, N_STAGES
+from service.calibration.thresholds import (
+    DEFAULT_ALPHAS,
+    alpha_on_fit,
+    ltt_table,
+    pick_abstain_threshold,
+)
+from service.cascade.stages import MAX_STAGE, N_STAGES, STAGES
 from service.labelled import metrics
 
 
@@ -39,14 +44,17 @@ def split(records: Sequence[Record], seed: int, holdout: float) -> dict[str, lis
 
 
 def fit_maps(records: Sequence[Record], seed: int = 0, select: bool = True,
+             homogeneous: bool = True,
              ) -> tuple[list[StageMap | None], list[dict[str, Any] | None]]:
-    """One map per stage, fitted on the records where that stage was informative, over the
-    inputs ``select.choose_inputs`` picks (all, one signal, or the previous stage's map)."""
+    """One map per stage, fitted on the records where that stage ran (``homogeneous``;
+    else only where it was informative, i.e. not single-cluster), over the inputs
+    ``select.choose_inputs`` picks (all, one signal, or the previous stage's map)."""
     maps: list[StageMap | None] = []
     chosen: list[dict[str, Any] | None] = []
     last: list[str] | None = None  # the inputs of the last fitted map
     for k in range(N_STAGES):
-        rows = [r for r in records if r.ran[k] and r.informative[k]]
+        rows = [r for r in records if r.ran[k]
+                and (r.informative[k] or (homogeneous and STAGES[k].sampling))]
         names = list(stage_features(k))
         x = np.array([vectorise(r.features(k), names) for r in rows],
                      dtype=float).reshape(len(rows), len(names))
@@ -102,20 +110,24 @@ def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[s
 
 def build_artifact(records: Sequence[Record], *, dataset: str, settings: ServingSettings,
                    seed: int, delta: float, holdout: float, alphas: Sequence[float] | None = None,
-                   default_alpha: float = 0.1, labels: Labels = "dataset",
+                   default_alpha: float | None = 0.1, labels: Labels = "dataset",
                    profile: str = "default", tasks: Sequence[str] = (),
-                   collect: dict[str, Any] | None = None, select: bool = True) -> ArtifactSpec:
+                   collect: dict[str, Any] | None = None, select: bool = True,
+                   homogeneous: str = "fitted") -> ArtifactSpec:
     """Split, fit the maps, test thresholds, check on held-out data.
 
     ``default_alpha`` is an input fixed before fitting: the artifact records whether it
-    is supported, never swaps it for one that passed. ``labels="self-selected"`` (labels
-    nobody sampled at random) writes maps but no guarantee.
+    is supported, never swaps it for one that passed. ``None`` ("auto") chooses it on the
+    *fit* split (the smallest alpha Learn-then-Test certifies there), before the test
+    split is looked at, so the test split's level-delta statement for it still holds.
+    ``labels="self-selected"`` (labels nobody sampled at random) writes maps but no
+    guarantee.
     """
-    alphas = sorted(set(alphas or DEFAULT_ALPHAS) | {default_alpha})
+    alphas = sorted(set(alphas or DEFAULT_ALPHAS) | ({default_alpha} - {None}))
     guarantee = labels != "self-selected"
     parts = split(records, seed, holdout)
     top = max(k for r in records for k in range(N_STAGES) if r.ran[k])
-    maps, selection = fit_maps(parts["fit"], seed, select)
+    maps, selection = fit_maps(parts["fit"], seed, select, homogeneous == "fitted")
     if maps[0] is None:
         raise ValueError(f"too few fit examples ({len(parts['fit'])}) for a stage-0 map")
     now = datetime.now(UTC)
@@ -127,7 +139,9 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
         "splits": {k: len(v) for k, v in parts.items()},
         "split_keys": {k: [r.key for r in v] for k, v in parts.items()},
         "settings": settings.model_dump(), "labels": labels, "guarantee": guarantee,
-        "delta": delta, "default_alpha": default_alpha, "abstain_threshold": 0.0,
+        "delta": delta, "default_alpha": default_alpha or alphas[-1],
+        "default_alpha_rule": "fixed" if default_alpha is not None else "fit-split",
+        "abstain_threshold": 0.0, "homogeneous": homogeneous,
         "max_stage": top,
         "maps": [m.to_json() if m else None for m in maps], "selection": selection,
         "thresholds": {str(k): [] for k in range(N_STAGES)}, "collect": collect or {},
@@ -136,13 +150,16 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     draft = CalibratedModel(ArtifactSpec.model_validate(spec))
     fit_rp = replay(parts["fit"], draft)
     spec["abstain_threshold"] = pick_abstain_threshold(fit_rp)
+    if default_alpha is None:  # "auto": learned on the fit split, the test split unseen
+        spec["default_alpha"] = alpha_on_fit(fit_rp, alphas, delta, spec["abstain_threshold"],
+                                             top)
     if guarantee:
         rp = replay(parts["test"], draft)
         for k in range(top + 1):
             table = ltt_table(rp, alphas, delta, spec["abstain_threshold"], k, fit=fit_rp)
             spec["thresholds"][str(k)] = [c.__dict__ for c in table]
     ok = {c["alpha"] for c in spec["thresholds"][str(top)] if c["threshold"] is not None}
-    spec["default_supported"] = guarantee and default_alpha in ok
+    spec["default_supported"] = guarantee and spec["default_alpha"] in ok
     model = CalibratedModel(ArtifactSpec.model_validate(spec))
     spec["heldout"] = heldout_metrics(model, parts["heldout"])
     ref = reference_for(model, parts["test"] + parts["heldout"],  # for drift monitoring

@@ -92,7 +92,8 @@ def gather(args: argparse.Namespace) -> tuple[list[Item], list[dict[str, Any]], 
     def config(serving: ServingSettings) -> CollectSettings:
         return CollectSettings(max_tokens=args.max_tokens, max_stage=args.max_stage,
                                concurrency=args.concurrency or 8, timeout_s=args.timeout,
-                               serving=serving.fingerprint())
+                               serving=serving.fingerprint(),
+                               instruction=serving.math_instruction)
 
     async def run(url: str, cfg: CollectSettings) -> list[dict[str, Any]]:
         try:
@@ -246,6 +247,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                              delta=args.delta, holdout=args.holdout, alphas=args.alphas,
                              default_alpha=args.default_alpha, labels=labels,
                              profile=args.profile, tasks=args.tasks or (),
+                             homogeneous=getattr(args, "homogeneous", "fitted"),
                              collect={"max_tokens": args.max_tokens,
                                       "max_stage": args.max_stage, "n": args.n,
                                       "seed": args.seed})
@@ -255,6 +257,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     save_artifact(art, out)
     print(json.dumps({"artifact": str(out), "id": art.id, "guarantee": art.guarantee,
                       "default_alpha": art.default_alpha,
+                      "default_alpha_rule": art.default_alpha_rule,
                       "default_supported": art.default_supported,
                       "feasibility": art.feasibility, "heldout": art.heldout}, indent=1))
     if not art.guarantee:
@@ -266,6 +269,18 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def alpha_or_auto(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
+    return value
+
+
 def add_calibrate_parser(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="fit calibration maps and risk-controlled thresholds")
     add_common(p)
@@ -273,8 +288,14 @@ def add_calibrate_parser(sub: Any) -> None:
     p.add_argument("--holdout", type=float, default=0.3, help="held-out fraction")
     p.add_argument("--delta", type=float, default=0.1, help="1 - delta = guarantee probability")
     p.add_argument("--alphas", type=float, nargs="+", default=None, help="target risks")
-    p.add_argument("--default-alpha", type=float, default=0.1,
-                   help="the target risk served when a request sets none; fixed before fitting")
+    p.add_argument("--default-alpha", type=alpha_or_auto, default=0.1,
+                   help="the target risk served when a request sets none, fixed before "
+                   "fitting; auto: the smallest alpha certified on the fit split (chosen "
+                   "before the test split is looked at)")
+    p.add_argument("--homogeneous", choices=("fitted", "fallback"), default="fitted",
+                   help="fitted: single-cluster questions are fitted like the others (the "
+                   "data decide what homogeneity says); fallback: such a stage keeps the "
+                   "stage-0 confidence")
     p.add_argument("--profile", default="default", help="calibration profile name")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks this profile covers")
     p.add_argument("--out", type=Path, default=None, help="artifact path")

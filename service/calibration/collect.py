@@ -38,10 +38,13 @@ class CollectSettings:
     # (CANDOR_MAX_BUDGET_MS) ends every request, so the client may wait long.
     timeout_s: float = 3600.0
     serving: str = ""  # fingerprint of the server's signal settings (pinning.py)
+    instruction: str | None = None  # the math instruction: the key holds the prompt
 
     def key(self, item: Item) -> str:
-        raw = json.dumps([item.question, item.task, self.max_tokens, self.max_stage,
-                          self.serving])
+        from service.cascade.providers import with_instruction
+
+        prompt = with_instruction(item.question, item.task, self.instruction)
+        raw = json.dumps([prompt, item.task, self.max_tokens, self.max_stage, self.serving])
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 

@@ -49,12 +49,14 @@ class ServingSettings(BaseModel):
     cluster_similarity: float
     nli_model: str | None = None
     chat_template: str | None = None  # sha256[:16] of the tokenizer's chat template
+    math_instruction: str | None = None  # appended to math questions (the prompt)
     answer_max_tokens: int
     system_prompt: str | None = None
     candor_version: str = __version__
 
     def fingerprint(self) -> str:
-        """Short hash of the settings that change signals (stored with every decision)."""
+        """Short hash of the settings that change signals (stored with every decision). The
+        math instruction changes the prompt, not the engine: caches key on the prompt."""
         raw = json.dumps(self.model_dump(include=set(SIGNAL_FIELDS)), sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
@@ -62,6 +64,7 @@ class ServingSettings(BaseModel):
 SIGNAL_FIELDS = ("model", "dtype", "samples_n", "sample_temperature", "sample_max_tokens",
                  "samples_adaptive", "samples_round", "samples_confidence", "top_logprobs",
                  "embedding_model", "cluster_similarity", "nli_model", "chat_template")
+PROMPT_FIELDS = ("math_instruction",)  # refused like signal fields; keyed by the prompt
 REQUEST_FIELDS = ("answer_max_tokens", "system_prompt")
 WARN_FIELDS = ("candor_version",)
 
@@ -76,6 +79,7 @@ def serving_settings(s: Settings, chat_template: str | None = None,
         embedding_model=str(s.embedding_model) if s.embedding_model else DEFAULT_EMBEDDER,
         cluster_similarity=s.cluster_similarity,
         nli_model=str(s.nli_model) if s.nli_model else None, chat_template=chat_template,
+        math_instruction=s.math_instruction or None,
         answer_max_tokens=answer_max_tokens or s.default_max_tokens, system_prompt=None,
     )
 
@@ -88,7 +92,7 @@ def compare(pinned: ServingSettings, current: ServingSettings,
     is a warning, not a refusal; ``check_template=False`` defers it until the engine is up.
     """
     refuse, warn = [], []
-    for name in SIGNAL_FIELDS:
+    for name in SIGNAL_FIELDS + PROMPT_FIELDS:
         a, b = getattr(pinned, name), getattr(current, name)
         if a == b:
             continue

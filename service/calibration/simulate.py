@@ -3,7 +3,8 @@
 For each record the running confidence after every stage is computed once (it
 does not depend on thresholds): a stage that was skipped leaves it unchanged and
 is not decided on; an uninformative stage (homogeneous samples) keeps the previous
-confidence but is decided on; an informative one asks the confidence model. Then
+confidence but is decided on, unless the model's maps were fitted on such stages too
+(``fits_homogeneous``); an informative one asks the confidence model. Then
 any (answer, abstain) threshold pair is replayed with ``Policy.decide`` semantics,
 vectorised over records, so the threshold search tests the policy the server runs.
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 from service.calibration.records import Record
 from service.cascade.policy import ConfidenceModel
-from service.cascade.stages import N_STAGES
+from service.cascade.stages import N_STAGES, STAGES
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,14 @@ class Replay:
 
 def replay(records: Sequence[Record], model: ConfidenceModel) -> Replay:
     n = len(records)
+    fits_homogeneous = getattr(model, "fits_homogeneous", False)
     conf = np.full((n, N_STAGES), np.nan)
     for i, r in enumerate(records):
         c = 0.0
         for k in range(N_STAGES):
             if not r.ran[k]:
                 continue
-            if r.informative[k]:
+            if r.informative[k] or (fits_homogeneous and STAGES[k].sampling):
                 c = float(model.confidence(k, r.features(k)))
             conf[i, k] = c
     return Replay(conf, ~np.isnan(conf), np.array([r.empty for r in records], dtype=bool),

@@ -115,6 +115,17 @@ def ltt_table(rp: Replay, alphas: Sequence[float], delta: float, abstain_t: floa
     ]
 
 
+def alpha_on_fit(fit: Replay, alphas: Sequence[float], delta: float, abstain_t: float,
+                 max_stage: int, grid: Sequence[float] | None = None) -> float:
+    """``--default-alpha auto``: the smallest alpha Learn-then-Test certifies on the *fit*
+    split (the largest when none is). A function of the fit split alone, so the test
+    split's level-delta statement for the chosen alpha holds as for a fixed one."""
+    kw = {} if grid is None else {"grid": grid}
+    ok = [a for a in sorted(alphas)
+          if ltt_threshold(fit, a, delta, abstain_t, max_stage, **kw).threshold is not None]
+    return ok[0] if ok else max(alphas)
+
+
 def pick_abstain_threshold(rp: Replay, keep_correct: float = 0.95) -> float:
     """Early-abstain ("hopeless") cut on the stage-0 confidence, chosen on the *fit* split.
 

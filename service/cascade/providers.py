@@ -30,6 +30,15 @@ CONTEXT_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
 OnDelta = Callable[[str, TextDelta], Awaitable[None]]  # (request id, delta)
 
 
+def with_instruction(question: str, task: str, instruction: str | None) -> str:
+    """The question as the model sees it: a math question gets ``instruction`` appended
+    unless it already ends with it (CANDOR_MATH_INSTRUCTION)."""
+    q = question.rstrip()
+    if task != "math" or not instruction or q.endswith(instruction):
+        return question
+    return f"{q} {instruction}"
+
+
 def build_messages(question: str, system: str | None, context: str | None) -> list[ChatMessage]:
     msgs = [ChatMessage("system", system)] if system else []
     content = CONTEXT_TEMPLATE.format(context=context, question=question) if context else question

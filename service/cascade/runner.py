@@ -2,8 +2,10 @@
 
 The runner owns no policy and no maths: stages give signals, the confidence model
 turns them into a confidence, the policy decides. Stage 1 and 2 evidence that is
-uninformative (homogeneous samples) never raises the confidence: the stage keeps
-the confidence it inherited (the stage-0 fallback) and the response says so.
+uninformative (homogeneous samples) never raises the confidence: the stage keeps the
+confidence it inherited (the stage-0 fallback) and the response says so; unless the
+calibration fitted its maps on such questions too, and so measured what a single
+cluster says for this model (``fits_homogeneous``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from dataclasses import dataclass, field
 from service import schemas
 from service.calibration.profiles import Profiles
 from service.cascade.policy import Action, ConfidenceModel, Policy, PolicyChoice
-from service.cascade.providers import OnDelta, Providers, TokenMeter, build_messages
+from service.cascade.providers import (
+    OnDelta,
+    Providers,
+    TokenMeter,
+    build_messages,
+    with_instruction,
+)
 from service.cascade.stages import MAX_STAGE, STAGE_CONF_KEYS, Stage
 from service.errors import BadRequest, DeadlineExceeded
 from service.signals.base import MissingInput, SignalContext, SignalResult
@@ -48,9 +56,13 @@ def add_result(trace: Trace, stage: Stage, res: SignalResult, ms: float, tokens:
         elif isinstance(v, int | float):
             trace.features[k] = float(v)
     note = res.note
-    if res.informative and res.confidence is not None:
+    weighed = (not res.informative and stage.spec.sampling
+               and getattr(model, "fits_homogeneous", False))
+    if (res.informative or weighed) and res.confidence is not None:
         trace.features[STAGE_CONF_KEYS[stage.index]] = float(res.confidence)
         trace.confidence = model.confidence(stage.index, trace.features)
+        if weighed:  # the calibration measured what a single cluster says for this model
+            note = (note or "uninformative") + "; the calibrated map weighs it"
     elif stage.spec.sampling:
         trace.fallback = "token"
         note = (note or "uninformative") + "; confidence falls back on stage 0"
@@ -84,6 +96,7 @@ class Cascade:
     model_name: str
     audit_rate: float = 0.0
     profile_max_tokens: bool = False  # a request without max_tokens gets its profile's pin
+    math_instruction: str | None = None
     rng: random.Random = field(default_factory=random.Random)
 
     def choose_policy(self, req: schemas.AnswerRequest, max_stage: int, max_tokens: int,
@@ -132,7 +145,8 @@ class Cascade:
         budget_ms = min(req.policy.budget_ms or self.max_budget_ms, self.max_budget_ms)
         deadline = time.perf_counter() + budget_ms / 1000.0
         rid = f"ans_{uuid.uuid4().hex[:24]}"
-        messages = build_messages(req.question, req.system, req.context)
+        messages = build_messages(with_instruction(req.question, task, self.math_instruction),
+                                  req.system, req.context)
         await self.providers.check_prompt(messages, max_tokens)
 
         t0 = time.perf_counter()

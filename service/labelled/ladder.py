@@ -13,6 +13,7 @@ import random
 from service.labelled.items import Item
 
 OPS = ("+", "-", "*")
+RETRIES = 50
 _WORD = {"+": "plus", "-": "minus", "*": "times"}
 
 
@@ -30,21 +31,23 @@ def ladder_item(i: int, digits: int, op: str, rng: random.Random) -> Item:
 
 def unique_ladder(n: int, rungs: list[tuple[int, str]], seed: int) -> list[Item]:
     """``n`` distinct questions, cycling over ``rungs`` (seeded). A draw that repeats an
-    earlier question is skipped, so a rung whose questions run out (there are 55 one-digit
-    subtractions) gives way to the next: every question is one item, which is what the
-    artifact's split keys and ``candor eval``'s "never on fitted questions" rely on."""
+    earlier question is drawn again (up to ``RETRIES`` times), so a rung whose questions
+    run out (there are 55 one-digit subtractions) gives way to the next: every question
+    is one item, which is what the artifact's split keys and ``candor eval``'s "never on
+    fitted questions" rely on."""
     if n < 1:
         raise ValueError("n must be >= 1")
-    rng, out, seen, i = random.Random(seed), [], set(), 0
-    while len(out) < n:
-        if i > 100 * n:
-            raise ValueError(f"cannot draw {n} distinct ladder questions from these rungs")
-        item = ladder_item(len(out), *rungs[i % len(rungs)], rng)
-        i += 1
-        if item.question not in seen:
-            seen.add(item.question)
-            out.append(item)
-    return out
+    rng, out, seen = random.Random(seed), [], set()
+    for i in range(100 * n):
+        for _ in range(RETRIES):
+            item = ladder_item(len(out), *rungs[i % len(rungs)], rng)
+            if item.question not in seen:
+                seen.add(item.question)
+                out.append(item)
+                break
+        if len(out) == n:
+            return out
+    raise ValueError(f"cannot draw {n} distinct ladder questions from these rungs")
 
 
 def arithmetic_ladder(n: int, seed: int = 0, max_digits: int = 4) -> list[Item]:
@@ -53,11 +56,12 @@ def arithmetic_ladder(n: int, seed: int = 0, max_digits: int = 4) -> list[Item]:
     return unique_ladder(n, [(d, op) for d in range(1, max_digits + 1) for op in OPS], seed)
 
 
-# The ``ladder-mix`` dataset: half one-digit questions (the model gets ~70% right), the rest
-# spread over 2-4 digits (~0-5% right); one-digit questions run out (255 distinct) beyond
-# ~500 items, so larger sets lean harder. The whole set sits near 30-35% correct: where the
-# signals have both outcomes to tell apart, and the hard tail teaches the maps to abstain.
-MIX_WEIGHTS = {1: 4, 2: 2, 3: 1, 4: 1}
+# The ``ladder-mix`` dataset: one-digit questions weighted 8:2:1:1 against 2-4 digits.
+# There are only 255 distinct one-digit questions (the model gets ~70% right); they run
+# out first, and the rest (~0-5% right) fill up: 450 items hold every one-digit question
+# and sit near 40% correct, where the signals have both outcomes to tell apart and the
+# hard tail teaches the maps to abstain.
+MIX_WEIGHTS = {1: 8, 2: 2, 3: 1, 4: 1}
 
 
 def mixed_ladder(n: int, seed: int = 0, weights: dict[int, int] | None = None) -> list[Item]:

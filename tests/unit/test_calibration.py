@@ -119,3 +119,34 @@ def test_artifact_round_trip(tmp_path: Path, spec: ArtifactSpec) -> None:
     b = replay(rec, CalibratedModel(spec)).conf
     assert np.allclose(a, b, equal_nan=True)
     assert model.describe()["calibrated"] is True
+
+
+def test_homogeneous_questions_are_fitted_when_the_data_say_they_mean_something() -> None:
+    """On a model whose single-cluster answers are nearly always right (SmolLM2 on the
+    ladder: 22 of 22), `homogeneous: fitted` lets the maps learn it; `fallback` keeps the
+    stage-0 confidence for them (the uncalibrated rule) and so ranks worse."""
+    import dataclasses
+
+    from service.labelled import metrics
+
+    def records(n: int, seed: int) -> list:
+        out = []
+        for r in synthetic_records(n, seed, homogeneous_rate=0.3):
+            if r.signals["homogeneous"]:  # single cluster: right, whatever stage 0 says
+                r = dataclasses.replace(r, correct=True)
+            out.append(r)
+        return out
+
+    fit_on, held = records(900, 3), records(400, 4)
+    aucs = {}
+    for mode in ("fitted", "fallback"):
+        spec = build_artifact(fit_on, dataset="synthetic", settings=SERVING, seed=0, delta=0.1,
+                              holdout=0.3, homogeneous=mode)
+        model = CalibratedModel(spec)
+        assert model.fits_homogeneous is (mode == "fitted")
+        final = replay(held, model).final(1)  # after stage 1 (stage 3's map sees all rows)
+        aucs[mode] = metrics.auroc(final, np.array([r.correct for r in held]))
+        homog = np.array([bool(r.signals["homogeneous"]) for r in held])
+        if mode == "fitted":
+            assert final[homog].mean() > 0.8, final[homog].mean()
+    assert aucs["fitted"] > aucs["fallback"] + 0.03, aucs

@@ -61,6 +61,27 @@ def test_other_signal_settings_are_refused_naming_each(artifact: Path) -> None:
     msg = err.value.message
     assert "samples_n: calibrated 4, serving 10" in msg
     assert "sample_temperature: calibrated 0.4, serving 0.7" in msg
+    with pytest.raises(CalibrationError, match="math_instruction: calibrated 'Answer with the "
+                       "number only.', serving None"):
+        CandorState.build(Settings(samples_n=4, math_instruction="", calibration=artifact))
+
+
+def test_math_questions_get_the_instruction_once() -> None:
+    """The prompt the model sees (and the collection cache keys on)."""
+    from service.calibration.collect import CollectSettings
+    from service.cascade.providers import with_instruction
+    from service.labelled.items import Item
+
+    i = "Answer with the number only."
+    assert with_instruction("What is 3 + 4?", "math", i) == f"What is 3 + 4? {i}"
+    assert with_instruction(f"What is 3 + 4? {i}", "math", i) == f"What is 3 + 4? {i}"
+    assert with_instruction("Who wrote Hamlet?", "factual", i) == "Who wrote Hamlet?"
+    assert with_instruction("What is 3 + 4?", "math", None) == "What is 3 + 4?"
+    plain, told = Item("a", "What is 3 + 4?", "7", "numeric", task="math"), Item(
+        "b", f"What is 3 + 4? {i}", "7", "numeric", task="math")
+    cfg = CollectSettings(instruction=i)
+    assert cfg.key(plain) == cfg.key(told)  # the same prompt: one cached answer
+    assert CollectSettings().key(plain) != CollectSettings().key(told)
 
 
 def test_a_version_difference_only_warns(tmp_path: Path,
