@@ -8,10 +8,18 @@ Prints the mean generated tokens and wall time per question for both, their
 ratio (target: cascade <= 0.35x always-all), and the AURC of each run's
 confidence against the graded greedy answer (target: within 2%).
 
-Thresholds: the uncalibrated defaults, or a calibration artifact when
-``CANDOR_CALIBRATION`` is set (that is what the server would run).
+Thresholds: what the server runs (the shipped profiles unless ``CANDOR_CALIBRATION``
+says otherwise).
+
+``--replay ARTIFACT --cache CACHE --dataset D --n N``: no engine. The questions the
+artifact held out, from the full-cascade runs its ``candor calibrate`` cached: the
+cascade's tokens are the stages it would have run (its own policy, replayed exactly
+as the runner decides), against every stage's; AURC of the confidence each one
+decides on.
 
     .venv/bin/python benchmarks/cascade_cost.py [--n 60] [--max-tokens 16] [--concurrency 4]
+    .venv/bin/python benchmarks/cascade_cost.py --replay service/calibration/profiles/math.json \
+        --cache runs/ship/ladder-mix.jsonl --dataset ladder-mix --n 450 --max-tokens 24
 """
 
 from __future__ import annotations
@@ -94,6 +102,47 @@ async def main(n: int, max_tokens: int, concurrency: int, seed: int, max_digits:
           f"(target <= 0.35); AURC ratio {a_c / a_f:.3f} (target within 2%: <= 1.02)")
 
 
+def replayed(artifact: Path, cache: Path, dataset: str, n: int, max_tokens: int) -> None:
+    from service.calibration.artifact import load_artifact
+    from service.calibration.cli import DEFAULT_DATA, load_serving
+    from service.calibration.collect import CollectSettings, read_cache
+    from service.calibration.pinning import ServingSettings
+    from service.calibration.records import to_records
+    from service.calibration.simulate import decide, replay
+    from service.eval.report import eval_set
+    from service.labelled.datasets import load_dataset
+    from service.labelled.grading import make_encoder
+
+    model = load_artifact(artifact)
+    pinned = ServingSettings.model_validate(load_serving(cache))
+    cfg = CollectSettings(max_tokens=max_tokens, serving=pinned.fingerprint(),
+                          instruction=pinned.math_instruction)
+    items = load_dataset(dataset, DEFAULT_DATA, n)
+    cached = read_cache(cache)
+    missing = [it.id for it in items if cfg.key(it) not in cached]
+    if missing:
+        raise SystemExit(f"{len(missing)} questions are not in {cache} (e.g. {missing[0]})")
+    records = eval_set(to_records(items, [cached[cfg.key(it)] for it in items],
+                                  make_encoder(items)), model)
+    rp, y = replay(records, model), np.array([r.correct for r in records])
+    choice = model.policy(None, 3)
+    pol = choice.policy
+    out = decide(rp, pol.answer_threshold, pol.abstain_threshold, model.decision_stage)
+    tok = np.array([r.tokens for r in records], dtype=float)
+    spent = np.array([row[: s + 1].sum() for row, s in zip(tok, out.stage, strict=True)])
+    at_stop = rp.conf[np.arange(len(records)), out.stage]
+    a_c, a_f = aurc(at_stop, y), aurc(rp.final(), y)
+    mix = np.bincount(out.stage, minlength=4).tolist()
+    print(f"n={len(records)} held-out questions of {model.id} ({dataset}), accuracy "
+          f"{y.mean():.3f}; default policy: alpha {choice.target_risk}, threshold "
+          f"{pol.answer_threshold}, decides at stage <= {model.decision_stage}")
+    print(f"  cascade      tokens/q {spent.mean():7.1f}  AURC {a_c:.4f}  stage mix {mix}  "
+          f"answered {out.answered.mean():.2f}  realised risk {out.risk(y):.3f}")
+    print(f"  always-all   tokens/q {tok.sum(1).mean():7.1f}  AURC {a_f:.4f}")
+    print(f"cost ratio cascade/always-all: tokens {spent.mean() / tok.sum(1).mean():.3f} "
+          f"(target <= 0.35); AURC ratio {a_c / a_f:.3f} (target <= 1.02)")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=60)
@@ -101,5 +150,13 @@ if __name__ == "__main__":
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-digits", type=int, default=3)
+    ap.add_argument("--replay", type=Path, default=None, help="artifact: replay, no engine")
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--dataset", default="ladder-mix")
     a = ap.parse_args()
-    asyncio.run(main(a.n, a.max_tokens, a.concurrency, a.seed, a.max_digits))
+    if a.replay is not None:
+        if a.cache is None:
+            raise SystemExit("--replay needs --cache (the artifact's calibrate cache)")
+        replayed(a.replay, a.cache, a.dataset, a.n, a.max_tokens)
+    else:
+        asyncio.run(main(a.n, a.max_tokens, a.concurrency, a.seed, a.max_digits))

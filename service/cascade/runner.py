@@ -173,7 +173,7 @@ class Cascade:
         run_to = max_stage if audit else decide_at  # audited: every stage, for the record
         decided = await self._run_stages(ctx, trace, policy, run_to, deadline, budget_ms,
                                          meter, g_ms, comp.n_tokens, req.policy.run_all, audit,
-                                         model)
+                                         model, max_stage)
         completion = comp.n_tokens + meter.total
         abstained = decided.action is Action.ABSTAIN
         return schemas.AnswerResponse(
@@ -212,9 +212,12 @@ class Cascade:
     async def _run_stages(self, ctx: SignalContext, trace: Trace, policy: Policy,
                           max_stage: int, deadline: float, budget_ms: int, meter: TokenMeter,
                           g_ms: float, g_tokens: int, run_all: bool, audit: bool,
-                          model: ConfidenceModel) -> Decided:
+                          model: ConfidenceModel, asked: int) -> Decided:
         """Stages in order until the policy decides; an audited request runs on to
-        ``max_stage`` for the record (its decision stays the sequential policy's)."""
+        ``max_stage`` for the record (its decision stays the sequential policy's). An
+        abstention below the abstain threshold before the last stage the request asked
+        for (``asked``) is ``hopeless``, whether or not the stages after it could move
+        the confidence."""
         decided: Decided | None = None
         for stage in self.stages[: max_stage + 1]:
             before = meter.total
@@ -246,8 +249,10 @@ class Cascade:
             if run_all and stage.index < max_stage:
                 action = Action.ESCALATE
             if action is not Action.ESCALATE:
+                hopeless = (stage.index < asked
+                            and trace.confidence < policy.abstain_threshold)
                 reason = None if action is Action.ANSWER else (
-                    "low_confidence" if stage.index >= policy.max_stage else "hopeless")
+                    "hopeless" if hopeless else "low_confidence")
                 decided = Decided(action, reason, stage.index, trace.confidence)
                 if not audit:
                     break

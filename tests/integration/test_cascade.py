@@ -52,6 +52,7 @@ HOMOGENEOUS_CANDIDATES = [
     ("What is 1 + 1? Answer with the number only.", "math"),
     ("What is 2 + 2? Answer with the number only.", "math"),
     ("What is 10 + 10? Answer with the number only.", "math"),
+    ("What is 5 + 5? Answer with the number only.", "math"),
     ("Is water wet? Answer yes or no.", "factual"),
 ]
 
@@ -60,7 +61,7 @@ def test_homogeneous_samples_fall_back_on_stage0(api: httpx.Client) -> None:
     seen = []
     for question, task in HOMOGENEOUS_CANDIDATES:
         body = answer(api, question, {"answer_threshold": 1.0, "abstain_threshold": 0.0,
-                                      "max_stage": 2}, task=task, max_tokens=4,
+                                      "max_stage": 2}, task=task, max_tokens=8,
                       return_samples=True)
         if body["signals"]["homogeneous"]:
             break

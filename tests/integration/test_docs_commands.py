@@ -39,10 +39,11 @@ def small(line: str) -> str:
 
 
 def calibration_md_flow() -> list[str]:
-    """docs/calibration.md's dataset calibrate/eval commands (its --from-log one needs a
-    labelled decision log: tests/unit/test_calibration_api.py runs that form)."""
+    """docs/calibration.md's ladder calibrate/eval commands (its --from-log one needs a
+    labelled decision log: tests/unit/test_calibration_api.py runs that form; the shipped
+    profiles' commands: test_shipped_profile_commands)."""
     lines = [c.line for c in doc_commands() if c.source.startswith("calibration.md")]
-    flow = [small(ln) for ln in lines if "--dataset" in ln]
+    flow = [small(ln) for ln in lines if "--dataset ladder " in ln]
     assert len(flow) == 2, lines
     return flow
 
