@@ -39,7 +39,7 @@ from service.state import CandorState  # noqa: E402
 
 
 async def main(args: argparse.Namespace) -> None:
-    settings = Settings(max_tokens_limit=max(args.max_tokens, 64), max_budget_ms=600_000,
+    settings = Settings(max_budget_ms=600_000,
                         max_inflight=256, admission="fixed", decision_log_enabled=False)
     engine = await start_engine(settings)
     embedder = (await asyncio.to_thread(Embedder, settings.embedding_model)

@@ -1,7 +1,8 @@
 """The labelled data users bring: JSONL (NQ-open, TriviaQA, WebQuestions style) and CSV.
 
 JSONL: one object per line with ``question`` and ``answer`` and/or ``answers``; each is a
-string, a number, or a list of accepted aliases (all aliases of both fields count).
+string, a number, a list of accepted aliases (all aliases of both fields count), or
+TriviaQA's object (``value`` and ``aliases``).
 Optional ``id`` and ``task``. CSV: a header with ``question`` and ``answer`` (or
 ``answers``) columns; a cell holds one answer or a JSON list of aliases.
 
@@ -34,6 +35,12 @@ def is_number(alias: str) -> bool:
 
 
 def _aliases(value: Any, field: str, where: str) -> list[str]:
+    if isinstance(value, dict):  # TriviaQA: {"value": ..., "aliases": [...], ...}
+        if "value" not in value and "aliases" not in value:
+            raise DatasetError(f"{where}: an object {field!r} needs 'value' or 'aliases' (the "
+                               f"TriviaQA shape), got keys {', '.join(sorted(map(str, value)))}")
+        value = list(dict.fromkeys(v for v in [value.get("value"), *(value.get("aliases") or [])]
+                                   if v not in (None, "")))
     if isinstance(value, bool) or value is None:
         raise DatasetError(f"{where}: {field!r} must be a string, a number or a list of them, "
                            f"not {json.dumps(value)}")

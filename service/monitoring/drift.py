@@ -109,10 +109,10 @@ class DriftMonitor:
         signals = {name: {**self._entry(h, self.reference.signals[name].fractions),
                           "edges": self.reference.signals[name].edges}
                    for name, h in self.signals.items()}
+        mix = self._entry(self.stages, self.reference.stage_mix)
         return {
             "statistic": "psi", "threshold": self.threshold, "window": self.size,
-            "drift": conf["drift"] or any(e["drift"] for e in signals.values()),
-            "confidence": conf, "signals": signals,
-            "stage_mix": self._entry(self.stages, self.reference.stage_mix),
+            "drift": conf["drift"] or mix["drift"] or any(e["drift"] for e in signals.values()),
+            "confidence": conf, "signals": signals, "stage_mix": mix,
             "reference_n": self.reference.n,
         }

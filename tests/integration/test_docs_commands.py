@@ -118,3 +118,25 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
     print(f"README flow: calibrate {t_cal:.0f} s (in-process engine), eval on {held} held-out")
+
+
+def test_shipped_profile_commands(tmp_path: Path) -> None:
+    """docs/results.md's commands that fit and judge the shipped profiles, as written but
+    with --n 40 (the profiles themselves took 450 and 600 questions) and the output paths
+    inside a scratch clone: each calibrate collects all four stages in process."""
+    lines = [c.line for c in doc_commands() if c.source.startswith("results.md")
+             and "service/calibration/profiles/" in c.line]
+    assert len(lines) == 4, lines  # calibrate math, factual; eval math, factual
+    cwd = scratch_clone(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANDOR_")}
+    env["CANDOR_KV_CACHE_GIB"] = "2"
+    for line in sorted(lines, key=lambda ln: " eval " in ln):  # fit before judging
+        out = run(small(line) + " --no-progress", cwd, env, 900)
+        if " calibrate " in line:
+            art = json.loads(out)
+            assert art["default_alpha"] in (0.3, 0.5) and art["default_alpha_rule"] == "fixed"
+    for profile in ("math", "factual"):
+        spec = json.loads((cwd / f"service/calibration/profiles/{profile}.json").read_text())
+        assert spec["profile"] == profile and spec["tasks"] == [profile] and spec["n"] == 40
+        assert spec["settings"]["samples_n"] == 10 and spec["max_stage"] == 3
+        assert (cwd / f"runs/eval/{profile}/report.html").exists()

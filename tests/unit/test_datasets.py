@@ -112,6 +112,22 @@ def test_aliases_in_answer_or_answers(tmp_path: Path) -> None:
     assert grade(total, "2 + 2 = 4") and not grade(total, "2 + 2 = 5")
 
 
+def test_triviaqa_answer_objects(tmp_path: Path) -> None:
+    """TriviaQA's `answer` is an object: its `value` and `aliases` all count."""
+    p = tmp_path / "tqa.jsonl"
+    p.write_text('{"question": "Which Lloyd Webber musical premiered in the US on 10th '
+                 'December 1993?", "answer": {"aliases": ["Sunset Blvd", "Sunset Boulevard"], '
+                 '"normalized_aliases": ["sunset blvd"], "value": "Sunset Boulevard", '
+                 '"type": "WikipediaEntity"}}\n'
+                 '{"question": "x", "answer": {"type": "Numerical"}}\n')
+    with pytest.raises(DatasetError, match=r"tqa.jsonl:2: an object 'answer' needs 'value'"):
+        load_jsonl(p)
+    p.write_text(p.read_text().splitlines()[0] + "\n")
+    (item,) = load_jsonl(p)
+    assert item.correct_refs == ("Sunset Boulevard", "Sunset Blvd")
+    assert grade(item, "It was Sunset Blvd.") and not grade(item, "Cats")
+
+
 @pytest.mark.parametrize("answer, ref, ok", [
     ("The Beatles", "Beatles", True),  # articles dropped
     ("U.S.A.", "USA", True),  # punctuation dropped
@@ -143,7 +159,7 @@ def test_csv_question_answer(tmp_path: Path) -> None:
     ("b.jsonl", '\n\n["q", "a"]\n', ":3:", "JSON object"),
     ("c.jsonl", '{"question": "q"}\n', ":1:", "'answer' or 'answers'"),
     ("d.jsonl", '{"question": "", "answer": "a"}\n', ":1:", "'question'"),
-    ("e.jsonl", '{"question": "q", "answer": {"text": "a"}}\n', ":1:", "not a dict"),
+    ("e.jsonl", '{"question": "q", "answer": {"text": "a"}}\n', ":1:", "needs 'value'"),
     ("f.jsonl", '{"question": "q", "answer": ["a", null]}\n', ":1:", "every alias"),
     ("g.jsonl", '{"question": "q", "answer": "a", "task": "poetry"}\n', ":1:", "task must"),
     ("h.csv", "prompt,label\nq,a\n", ":1:", "header"),
