@@ -3,9 +3,9 @@ earlier than the fixed one, accepted requests' p99 stays bounded, no 5xx, counts
 
 The engine is a fake with a latency model (processor sharing): ``CAPACITY`` sequences run at
 full speed, beyond that every running request slows down in proportion, as a continuous-
-batching engine does once its batch is full. Both runs start at the same limit (the
-default (``admission_initial_limit``, 16 under the ceiling of 32) and adapts from there:
-the test also checks that the limit moved down with the latency. Open-loop arrivals.
+batching engine does once its batch is full. The fixed run admits up to the ceiling (32);
+the adaptive one starts at 16 (four times what the engine serves, as if set too high) and
+must move down with the latency. Open-loop arrivals.
 """
 
 from __future__ import annotations
@@ -42,9 +42,12 @@ class QueueingEngine(FakeEngine):
         return await super().generate(messages, params, request_id)
 
 
+INITIAL = 16
+
+
 async def run(admission: str) -> dict[str, object]:
     s = Settings(samples_n=2, max_inflight=CEILING, admission=admission,
-                 engine_watchdog_s=0)
+                 admission_initial_limit=INITIAL, engine_watchdog_s=0)
     engine = QueueingEngine()
     app = create_app(s, engine=engine)
     app.state.candor.attach(engine, FakeEmbedder())
@@ -93,5 +96,7 @@ async def test_adaptive_sheds_earlier_than_fixed_with_bounded_p99() -> None:
         assert rep["no_retry_after"] == 0 and rep["inflight_after"] == 0
     assert adaptive["first_429_s"] < fixed["first_429_s"]
     assert adaptive["p99_ms"] < fixed["p99_ms"]
-    assert adaptive["final_limit"] <= 3 * CAPACITY  # settled near the knee
+    # it adapted: down with the latency (measured: 16 -> 12-13 on 2 busy cores; it
+    # started at 4 before, where nothing had to move)
+    assert adaptive["final_limit"] < INITIAL
     assert adaptive["p99_ms"] < 6 * WORK_S * 1000  # bounded: a few times the no-load time
