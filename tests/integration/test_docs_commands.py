@@ -56,6 +56,21 @@ def scratch_clone(tmp: Path) -> Path:
     return tmp
 
 
+def wait_ready(c: httpx.Client, proc: subprocess.Popen[bytes], log: Path,
+               timeout: float = 420) -> None:
+    """Until ``/readyz`` is 200; fails with the log's tail if the process exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if c.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    pytest.fail("not ready:\n" + log.read_text()[-3000:])
+
+
 def run(line: str, cwd: Path, env: dict[str, str], timeout: float) -> str:
     proc = subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
@@ -98,15 +113,7 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
                             start_new_session=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
-            deadline = time.monotonic() + 420
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                try:
-                    if c.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(1)
+            wait_ready(c, proc, tmp_path / "serve.log")
             info = c.get("/v1/calibration").json()
             assert info["calibrated"] and info["id"] == artifact["id"]
             body = c.post("/v1/answer", json={"question": "What is 3 + 4?",

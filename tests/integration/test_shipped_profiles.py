@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.integration.conftest import free_port
-from tests.integration.test_docs_commands import scratch_clone
+from tests.integration.test_docs_commands import scratch_clone, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +35,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
                                 env=env, start_new_session=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as c:
-            deadline = time.monotonic() + 420
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                try:
-                    if c.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(1)
-            else:
-                pytest.fail("make serve not ready:\n" + log_path.read_text()[-3000:])
+            wait_ready(c, proc, log_path)
             yield c
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
