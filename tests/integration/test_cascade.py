@@ -47,7 +47,9 @@ def test_hopeless_answer_abstains_before_sampling(api: httpx.Client) -> None:
 
 # Questions a 135M model tends to answer identically at the default sampling temperature.
 # Which one collapses to a single cluster is the model's business, so the test tries them
-# in order and requires at least one (and then checks the whole fallback on it).
+# in order, twice, and requires at least one (and then checks the whole fallback on it).
+# Two-token answers ("1 +" -> 1) collapse most often: measured 3 of 4 tries for 1 + 1,
+# against 1 of 4 for one token, and rarely at 8 tokens (where the wording varies).
 HOMOGENEOUS_CANDIDATES = [
     ("What is 1 + 1? Answer with the number only.", "math"),
     ("What is 2 + 2? Answer with the number only.", "math"),
@@ -59,9 +61,9 @@ HOMOGENEOUS_CANDIDATES = [
 
 def test_homogeneous_samples_fall_back_on_stage0(api: httpx.Client) -> None:
     seen = []
-    for question, task in HOMOGENEOUS_CANDIDATES:
+    for question, task in HOMOGENEOUS_CANDIDATES * 2:
         body = answer(api, question, {"answer_threshold": 1.0, "abstain_threshold": 0.0,
-                                      "max_stage": 2}, task=task, max_tokens=8,
+                                      "max_stage": 2}, task=task, max_tokens=2,
                       return_samples=True)
         if body["signals"]["homogeneous"]:
             break
