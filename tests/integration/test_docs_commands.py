@@ -1,7 +1,10 @@
-"""The README's calibrate -> eval -> serve flow, run as written (only ``--n`` is smaller),
-in a scratch directory laid out like a fresh clone: ``candor calibrate`` starts its own
-server with the serving defaults, ``candor eval`` judges the artifact on its held-out
-questions, and ``CANDOR_CALIBRATION=... make serve`` serves it with a promise."""
+"""Every calibrate/eval command of README.md and docs/, run as written (only ``--n`` is
+smaller, and ``--server URL`` is the session server), in scratch directories laid out like
+a fresh clone: the README's calibrate -> eval -> serve flow (``candor calibrate`` collects
+in process with the serving defaults, ``candor eval`` judges the artifact on its held-out
+questions, ``CANDOR_CALIBRATION=... make serve`` serves it with a promise), the shipped
+profiles' commands and docs/results.md's earlier ones. The ``--from-log`` commands run in
+test_monitoring.py (they need the recalibrated session server)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import httpx
 import pytest
 
 from tests.docs_commands import REPO, blocks, doc_commands
-from tests.integration.conftest import free_port
+from tests.integration.conftest import LiveServer, free_port
 
 pytestmark = pytest.mark.integration
 N = 40  # the README says 300: same flags, fewer questions
@@ -147,3 +150,30 @@ def test_shipped_profile_commands(tmp_path: Path) -> None:
         assert spec["profile"] == profile and spec["tasks"] == [profile] and spec["n"] == 40
         assert spec["settings"]["samples_n"] == 10 and spec["max_stage"] == 3
         assert (cwd / f"runs/eval/{profile}/report.html").exists()
+
+
+def test_results_md_commands(live_server: LiveServer, tmp_path: Path) -> None:
+    """docs/results.md's earlier calibrate/eval commands, as written but with a small --n
+    and `--server URL` pointing at the session server. Their evals read the cache a
+    collection filled ("the commands re-derive the numbers without the engine once the
+    cache is filled"): where the page shows no collect line, the same collection is run
+    first against the session server, whose settings the commands' environment shares."""
+    lines = [c.line for c in doc_commands() if c.source.startswith("results.md")
+             and (" calibrate " in c.line or " eval " in c.line)
+             and "service/calibration/profiles/" not in c.line]
+    assert len(lines) == 8, lines
+    env = {**live_server.env, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
+    for line in lines:
+        fits = " calibrate " in line and "--collect-only" not in line
+        cmd = re.sub(r"--n \d+", f"--n {N if fits else 12}", line)
+        cmd = cmd.replace("--server URL", f"--server {live_server.url}")
+        if "--server" not in cmd:  # fill its cache the way the page's collections did
+            args = re.findall(r"--(?:dataset|n|max-stage|max-tokens) \S+", cmd)
+            run(f"candor calibrate --collect-only --server {live_server.url} {' '.join(args)}"
+                " --no-progress", tmp_path, env, 900)
+        out = run(cmd + " --no-progress", tmp_path, env, 900)
+        if fits:
+            assert json.loads(out)["artifact"] == "docs/img/calibration/ladder-artifact.json"
+    for report in ("ladder", "gsm8k", "truthfulqa", "truthfulqa-t04", "ladder-cascade"):
+        assert (tmp_path / f"docs/img/calibration/{report}/report.html").exists(), report
+

@@ -8,13 +8,17 @@ one stays."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.docs_commands import REPO, doc_commands
+from tests.integration.conftest import LiveServer
 from tests.integration.live_promise import MIX, LivePromise, active_profile, ask_and_label, ladder
+from tests.integration.test_docs_commands import run
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +96,28 @@ def test_reload_refuses_bad_artifacts_and_keeps_the_good_one(live_promise: LiveP
     assert body["calibration"]["id"] == live_promise.artifact_id
     again = api.post("/v1/admin/calibration/reload")  # no body: re-read the good one
     assert again.status_code == 200 and again.json()["id"] == live_promise.artifact_id
+
+
+def test_from_log_commands(live_promise: object, live_server: LiveServer,
+                           tmp_path: Path) -> None:
+    """(Here, not in test_docs_commands.py: it needs the recalibrated session server, which
+    the tests before this module expect uncalibrated.) docs/calibration.md's and
+    docs/operations.md's `candor calibrate --from-log
+    ~/.cache/candor/decisions.sqlite ...`, as written, on a copy of the session server's
+    decision log (audited, labelled by the recalibration loop) at that path under a
+    scratch HOME."""
+    import sqlite3
+
+    lines = [c.line for c in doc_commands() if "--from-log" in c.line]
+    assert len(lines) == 2, lines
+    home = tmp_path / "home"
+    (home / ".cache" / "candor").mkdir(parents=True)
+    with sqlite3.connect(live_server.env["CANDOR_DECISION_LOG"]) as src, \
+            sqlite3.connect(home / ".cache" / "candor" / "decisions.sqlite") as dst:
+        src.backup(dst)  # a consistent copy of a log the server is writing
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANDOR_")}
+    env.update(HOME=str(home), PATH=f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}")
+    for line in lines:
+        out = json.loads(run(line, tmp_path, env, 300))
+        spec = json.loads((tmp_path / out["artifact"]).read_text())
+        assert spec["labels"] == "audit" and spec["guarantee"] is True, spec["labels"]
