@@ -99,7 +99,7 @@ def load_calibration(base: Settings, value: str | None = None, template: str | N
                         "certified; requests that set no policy.target_risk abstain",
                         m.id, m.spec.profile, m.spec.default_alpha)
     if keep is not None:
-        profiles = keep.replaced(profiles.models.values(), keep_others=True)
+        profiles = keep.replaced(profiles.models.values())
     return profiles, adopt_pins(base, profiles)
 
 

@@ -77,10 +77,6 @@ class Profiles:
                                            f"{owner[task]} and {name}")
                 owner[task] = name
 
-    @property
-    def calibrated(self) -> bool:
-        return bool(self.models)
-
     def for_request(self, profile: str | None, task: str) -> ConfidenceModel:
         """The model for a request: its named profile, else the one covering ``task``."""
         if profile is not None:
@@ -104,12 +100,12 @@ class Profiles:
             reason=f"uncalibrated: no calibration profile covers task {task!r} (profiles: "
             f"{covered}); the confidence is a raw score and no error rate is promised")
 
-    def replaced(self, new: Iterable[CalibratedModel], keep_others: bool) -> Profiles:
-        """These profiles with ``new`` swapped in by name (``keep_others``: the rest stay)."""
-        models = dict(self.models) if keep_others else {}
+    def replaced(self, new: Iterable[CalibratedModel]) -> Profiles:
+        """These profiles with ``new`` swapped in by name; the rest stay."""
+        models = dict(self.models)
         for m in new:
             models[m.spec.profile] = m
-        return Profiles(models, self.uncalibrated, self.skipped if keep_others else ())
+        return Profiles(models, self.uncalibrated, self.skipped)
 
 
 def load_profiles(sources: list[str], strict: bool, load: Callable[[Path], CalibratedModel],
