@@ -41,6 +41,7 @@ __all__ = [
     "Answer", "AsyncCandorClient", "BadRequestError", "Calibration", "CalibrationRef",
     "CandorAPIError", "CandorClient", "CandorConnectionError", "CandorError",
     "CandorTimeoutError", "DeadlineExceededError", "FeedbackResult", "Health",
-    "InternalServerError", "NotFoundError", "OverloadedError", "Policy", "PromiseStatus", "Score", "Signals",
+    "InternalServerError", "NotFoundError", "OverloadedError", "Policy", "PromiseStatus",
+    "Score", "Signals",
     "StageReport", "UnauthorizedError", "UnavailableError", "Usage", "__version__",
 ]

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from candor_client._http import HTTPResponse
 from candor_client.errors import error_for
 from candor_client.models import Health, Policy, payload
 
@@ -86,14 +87,14 @@ def score_body(question: str, answer: str, *, samples: list[str] | None,
                    context=context, task=task, profile=profile)
 
 
-def should_retry(response: httpx.Response | None, attempt: int, max_retries: int) -> bool:
+def should_retry(response: HTTPResponse | None, attempt: int, max_retries: int) -> bool:
     """Retry connection failures (``response is None``) and 429/503, at most ``max_retries``."""
     if attempt >= max_retries:
         return False
     return response is None or response.status_code in RETRY_STATUSES
 
 
-def retry_delay(response: httpx.Response | None, attempt: int) -> float:
+def retry_delay(response: HTTPResponse | None, attempt: int) -> float:
     """``Retry-After`` (seconds or HTTP date, capped) if sent, else backoff with jitter."""
     if response is not None:
         after = parse_retry_after(response.headers.get("Retry-After"))
@@ -117,14 +118,14 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def parse(response: httpx.Response, model: type[M]) -> M:
+def parse(response: HTTPResponse, model: type[M]) -> M:
     """The typed body of a 2xx response; the typed exception otherwise."""
     if response.status_code >= 400:
         raise error_for(response)
     return model.model_validate(response.json())
 
 
-def health_from(ready: httpx.Response) -> Health:
+def health_from(ready: HTTPResponse) -> Health:
     """``/readyz`` -> ``Health``: 200 ready, 503 not ready (with the server's reason)."""
     if ready.status_code == 503:
         err = error_for(ready)

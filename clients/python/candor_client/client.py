@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from candor_client import _base
+from candor_client import _base, _http
 from candor_client.errors import CandorConnectionError, CandorTimeoutError, error_for
 from candor_client.models import (
     Answer,
@@ -24,15 +24,16 @@ class CandorClient:
 
     ``timeout`` is per HTTP attempt; ``max_retries`` bounds retries on connection failures
     and on 429/503 (backoff with jitter, honouring ``Retry-After``). Pass ``http_client`` to
-    bring your own ``httpx.Client`` (proxies, transports); it is then not closed here.
+    bring your own ``httpx.Client`` or ``httpx2.Client`` (proxies, transports); it is then
+    not closed here.
     """
 
     def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
                  timeout: float | httpx.Timeout | None = None, max_retries: int | None = None,
-                 http_client: httpx.Client | None = None) -> None:
+                 http_client: httpx.Client | _http.SyncHTTPClient | None = None) -> None:
         self._opts = _base.Options.resolve(base_url, api_key, timeout, max_retries)
         self._owns_http = http_client is None
-        self._http = http_client or httpx.Client()
+        self._http: httpx.Client | _http.SyncHTTPClient = http_client or httpx.Client()
 
     @property
     def base_url(self) -> str:
@@ -98,21 +99,21 @@ class CandorClient:
 
     # -- transport -------------------------------------------------------------------------
     def _request(self, method: str, path: str, json: dict[str, Any] | None = None,
-                 retry: bool = True) -> httpx.Response:
+                 retry: bool = True) -> _http.HTTPResponse:
         opts, attempt = self._opts, 0
         max_retries = opts.max_retries if retry else 0
         while True:
             try:
-                resp: httpx.Response | None = self._http.request(
+                resp: _http.HTTPResponse | None = self._http.request(
                     method, opts.base_url + path, json=json, headers=opts.headers(),
-                    timeout=opts.timeout)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    timeout=_http.as_tuple(opts.timeout))
+            except _http.CONNECT_ERRORS as exc:
                 if not _base.should_retry(None, attempt, max_retries):
                     raise CandorConnectionError(f"cannot reach {opts.base_url}: {exc}") from exc
                 resp = None
-            except httpx.TimeoutException as exc:
+            except _http.TIMEOUT_ERRORS as exc:
                 raise CandorTimeoutError(f"{method} {path} timed out: {exc}") from exc
-            except httpx.TransportError as exc:
+            except _http.TRANSPORT_ERRORS as exc:
                 raise CandorConnectionError(f"{method} {path} failed: {exc}") from exc
             if resp is not None and not _base.should_retry(resp, attempt, max_retries):
                 return resp

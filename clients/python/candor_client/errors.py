@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from candor_client._http import HTTPResponse
 
 
 class CandorError(Exception):
@@ -26,7 +26,7 @@ class CandorTimeoutError(CandorConnectionError):
 class CandorAPIError(CandorError):
     """The server answered with an error status."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: HTTPResponse) -> None:
         self.response = response
         self.status_code = response.status_code
         self.body: Any = _json_or_none(response)
@@ -68,7 +68,7 @@ class InternalServerError(CandorAPIError):
     """Any other 5xx."""
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(response: HTTPResponse) -> Any:
     try:
         return response.json()
     except ValueError:
@@ -82,7 +82,7 @@ _BY_STATUS: dict[int, type[CandorAPIError]] = {
 }
 
 
-def error_for(response: httpx.Response) -> CandorAPIError:
+def error_for(response: HTTPResponse) -> CandorAPIError:
     """The exception for an error response (status >= 400)."""
     cls = _BY_STATUS.get(response.status_code)
     if cls is None:
