@@ -1,4 +1,4 @@
-"""OpenAI chat-completions models and their mapping onto the cascade (DESIGN.md §3).
+"""OpenAI chat-completions models and their mapping onto the cascade (docs/api.md).
 
 A chat request becomes one ``AnswerRequest``: system/developer messages become the
 system prompt, the last message must be the user's question. Earlier user/assistant

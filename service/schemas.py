@@ -1,4 +1,4 @@
-"""Request and response models shared by the routers (the v1 API contract, DESIGN.md §3)."""
+"""Request and response models shared by the routers (the v1 API contract, docs/api.md)."""
 
 from __future__ import annotations
 

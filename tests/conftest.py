@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from service.labelled.datasets import DATA_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 # Tests (and the servers they start) are uncalibrated unless they name artifacts; the
 # shipped profiles (CANDOR_CALIBRATION=builtin, the default) have their own tests.
 os.environ.setdefault("CANDOR_CALIBRATION", "none")
-DATA = Path(os.environ.get("CANDOR_DATA_DIR", REPO.parent / "shared" / "data"))
+DATA = DATA_DIR  # the sets the package ships (service/labelled/data)
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"shared data not found at {DATA}")
     return DATA

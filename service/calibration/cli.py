@@ -28,13 +28,13 @@ from service.calibration.pinning import ServingSettings, compare, serving_settin
 from service.calibration.records import Record, from_response, to_records
 from service.calibration.thresholds import DEFAULT_ALPHAS
 from service.cascade.stages import MAX_STAGE, N_STAGES
-from service.labelled.datasets import DATASETS, load_dataset
+from service.labelled.datasets import DATA_DIR, DATASETS, load_dataset
 from service.labelled.items import Item
 
 if TYPE_CHECKING:
     from service.config import Settings
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DEFAULT_DATA = DATA_DIR  # inside the installed package: a plain clone or wheel has it
 log = logging.getLogger("candor.calibrate")
 
 

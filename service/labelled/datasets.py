@@ -19,11 +19,13 @@ from service.labelled.items import Item
 from service.labelled.ladder import arithmetic_ladder, mixed_ladder
 from service.labelled.userdata import DatasetError, load_csv, load_jsonl
 
+# The named sets ship inside the package (provenance, licenses, checksums: data/README.md).
+DATA_DIR = Path(__file__).resolve().parent / "data"
 DATASETS = ("ladder", "ladder-mix", "qa-wikidata", "gsm8k", "truthfulqa", "truthfulqa-2021")
-# ../shared/data/README.md: "Complete the sentence with a short answer: <context> ...",
+# data/README.md: "Complete the sentence with a short answer: <context> ...",
 # graded by normalised containment of the continuation.
 WIKIDATA_PROMPT = "Complete the sentence with a short answer: {context} ..."
-__all__ = ["DATASETS", "DatasetError", "Item", "load_csv", "load_dataset", "load_jsonl"]
+__all__ = ["DATASETS", "DATA_DIR", "DatasetError", "Item", "load_csv", "load_dataset", "load_jsonl"]
 
 
 def load_gsm8k(path: Path) -> list[Item]:
@@ -73,7 +75,8 @@ def load_truthfulqa(path: Path) -> list[Item]:
     return items
 
 
-def load_dataset(name: str, data_dir: Path, n: int | None = None, seed: int = 0) -> list[Item]:
+def load_dataset(name: str, data_dir: Path = DATA_DIR, n: int | None = None,
+                 seed: int = 0) -> list[Item]:
     """``name``: one of ``DATASETS`` or a .jsonl or .csv path.
 
     ``n`` draws a seeded random subset (the ladder is generated with ``n`` items).

@@ -91,7 +91,7 @@ class SemanticSignal:
         samples = await ctx.get_samples()
         texts = [ctx.answer, *samples]
         emb = await ctx.embed(texts)
-        if ctx.task == "math":  # same final number = same meaning (DESIGN.md §4)
+        if ctx.task == "math":  # same final number = same meaning (docs/signals.md)
             labels = cluster_ids([normalize_answer(t, "math") for t in texts])
         elif ctx.nli_provider is not None:
             from service.signals.nli import entailment_clusters

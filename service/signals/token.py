@@ -3,7 +3,7 @@
 - ``token_entropy``: mean over tokens of the entropy (nats) of the top-k
   distribution renormalised to sum to 1. Higher = less sure.
 - ``mean_nll``: mean negative log-likelihood of the chosen tokens (nats). Higher = less sure.
-- ``mean_logprob``: ``-mean_nll`` (as in DESIGN.md §3).
+- ``mean_logprob``: ``-mean_nll`` (as in docs/api.md).
 - ``min_token_prob``: probability of the least likely chosen token. Higher = surer.
 - ``n_tokens``: answer length in tokens.
 
