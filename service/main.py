@@ -136,7 +136,7 @@ def create_app(
     app.state.candor = state
     register_routers(app)
     register_error_handlers(app)
-    app.add_middleware(RequestGuard, settings=settings,  # type: ignore[arg-type]
+    app.add_middleware(RequestGuard, settings=settings,
                        on_status=state.metrics.observe_error)
     return app
 

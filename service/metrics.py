@@ -175,30 +175,30 @@ class Metrics:
         """One promise's report (``PromiseMonitor.report``) as gauges."""
         lab = {"profile": profile, "calibration_id": cal_id,
                "target_risk": f"{report['target_risk']:g}"}
-        self.promise_target.labels(**lab).set(report["target_risk"])  # type: ignore[arg-type]
-        self.promise_labelled.labels(**lab).set(report["labelled"])  # type: ignore[arg-type]
+        self.promise_target.labels(**lab).set(_num(report["target_risk"]))
+        self.promise_labelled.labels(**lab).set(_num(report["labelled"]))
         if report["estimate"] is not None:
-            self.promise_risk.labels(**lab).set(report["estimate"])  # type: ignore[arg-type]
-        self.promise_risk_lower.labels(**lab).set(report["lower"])  # type: ignore[arg-type]
-        self.promise_risk_upper.labels(**lab).set(report["upper"])  # type: ignore[arg-type]
+            self.promise_risk.labels(**lab).set(_num(report["estimate"]))
+        self.promise_risk_lower.labels(**lab).set(_num(report["lower"]))
+        self.promise_risk_upper.labels(**lab).set(_num(report["upper"]))
         for v in ("unverified", "holding", "breached"):
             self.promise_verdict.labels(**lab, verdict=v).set(int(report["verdict"] == v))
-        ab: dict[str, object] = report["abstention"]  # type: ignore[assignment]
+        ab = _entry(report["abstention"])
         if ab["rate"] is not None:
-            self.promise_abstention.labels(**lab).set(ab["rate"])  # type: ignore[arg-type]
+            self.promise_abstention.labels(**lab).set(_num(ab["rate"]))
         if ab["expected"] is not None:
-            self.promise_abstention_expected.labels(**lab).set(
-                ab["expected"])  # type: ignore[arg-type]
+            self.promise_abstention_expected.labels(**lab).set(_num(ab["expected"]))
 
     def publish_drift(self, profile: str, cal_id: str, report: dict[str, object]) -> None:
         lab = {"profile": profile, "calibration_id": cal_id}
-        entries = {"confidence": report["confidence"], "stage_mix": report["stage_mix"],
-                   **report.get("signals", {})}  # type: ignore[dict-item]
+        entries = {"confidence": _entry(report["confidence"]),
+                   "stage_mix": _entry(report["stage_mix"]),
+                   **{k: _entry(v) for k, v in _entry(report.get("signals", {})).items()}}
         for signal, entry in entries.items():
-            value = entry["psi"]  # type: ignore[index]
+            value = entry["psi"]
             if value is not None:
-                self.drift_psi.labels(**lab, signal=signal).set(value)
-        self.drift_window.labels(**lab).set(report["confidence"]["n"])  # type: ignore[index]
+                self.drift_psi.labels(**lab, signal=signal).set(_num(value))
+        self.drift_window.labels(**lab).set(_num(entries["confidence"]["n"]))
 
     def _precreate(self) -> None:
         """Create every known label combination at 0 (see the module docstring)."""
@@ -265,3 +265,17 @@ class Metrics:
         self.errors.labels(status=_bounded(str(status), ERROR_STATUSES)).inc()
         if status == 503:
             self.engine_errors.inc()
+
+
+def _num(value: object) -> float:
+    """A number of a monitor's report (a gauge's value)."""
+    if not isinstance(value, int | float):
+        raise TypeError(f"expected a number in the monitor report, got {value!r}")
+    return float(value)
+
+
+def _entry(value: object) -> dict[str, object]:
+    """A nested mapping of a monitor's report."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a mapping in the monitor report, got {value!r}")
+    return value

@@ -26,6 +26,7 @@ from service.errors import ArtifactRejected, BadRequest, CalibrationError, Engin
 from service.metrics import Metrics
 from service.monitoring.hub import Monitoring
 from service.reload import load_calibration, pin_check, validate_reload
+from service.signals.base import ContextProviders
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +164,10 @@ class CandorState:
         if req.samples is not None and len(req.samples) > limit:
             raise BadRequest(f"{len(req.samples)} samples; max_score_samples is {limit}",
                              param="samples")
-        providers = {
-            "embed_provider": getattr(self.embedder, "encode", None),
-            "nli_provider": getattr(self.nli, "entail_probs", None),
-        }
+        providers = ContextProviders(
+            embed_provider=getattr(self.embedder, "encode", None),
+            nli_provider=getattr(self.nli, "entail_probs", None),
+        )
         t0 = time.perf_counter()
         async with self.limiters["score"].slot():
             resp = await score_answers(req, self.stages, self.profiles, providers)
@@ -194,6 +195,8 @@ class CandorState:
         counts = await asyncio.to_thread(audit_counts, path)
         recent = []
         for m in self.profiles.models.values():
+            if m.id is None:  # an uncalibrated model has no decisions of its own to replay
+                continue
             recent += await asyncio.to_thread(recent_decisions, path, m.id,
                                               self.settings.drift_window)
         self.monitoring.restore(counts, recent)

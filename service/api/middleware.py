@@ -123,7 +123,10 @@ class RequestGuard:
                     disconnected.set()
                     return
 
-        route = asyncio.create_task(self.app(scope, replay, send))
+        async def serve() -> None:
+            await self.app(scope, replay, send)
+
+        route = asyncio.create_task(serve())
         watcher = asyncio.create_task(watch())
         try:
             await asyncio.wait({route, watcher}, return_when=asyncio.FIRST_COMPLETED)

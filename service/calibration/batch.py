@@ -47,6 +47,7 @@ async def collect_local(items: Sequence[Item], cache: Path, cfg: CollectSettings
     await start(state)
     require_started(state)
     assert state.cascade is not None
+    cascade = state.cascade
     serving = state.serving().model_copy(update={"answer_max_tokens": cfg.max_tokens,
                                                  "system_prompt": None})
     if on_serving is not None:  # the cache key needs the engine's own fingerprint
@@ -60,12 +61,12 @@ async def collect_local(items: Sequence[Item], cache: Path, cfg: CollectSettings
     try:
         with open(cache, "a", encoding="utf-8") as fh:
             async def one(item: Item) -> None:
-                req = schemas.AnswerRequest(
-                    question=item.question, task=item.task, max_tokens=cfg.max_tokens,  # type: ignore[arg-type]
-                    policy=schemas.PolicyIn(run_all=True, max_stage=cfg.max_stage),
-                    return_samples=True)
+                req = schemas.AnswerRequest.model_validate({
+                    "question": item.question, "task": item.task, "max_tokens": cfg.max_tokens,
+                    "policy": {"run_all": True, "max_stage": cfg.max_stage},
+                    "return_samples": True})
                 async with sem:
-                    resp = await state.cascade.answer(req)  # type: ignore[union-attr]
+                    resp = await cascade.answer(req)
                 key = cfg.key(item)
                 done[key] = resp.model_dump(mode="json")
                 fh.write(json.dumps({"key": key, "id": item.id, "response": done[key]}) + "\n")

@@ -123,7 +123,8 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     ``labels="self-selected"`` (labels nobody sampled at random) writes maps but no
     guarantee.
     """
-    alphas = sorted(set(alphas or DEFAULT_ALPHAS) | ({default_alpha} - {None}))
+    alphas = sorted(set(alphas or DEFAULT_ALPHAS)
+                    | ({default_alpha} if default_alpha is not None else set()))
     guarantee = labels != "self-selected"
     parts = split(records, seed, holdout)
     top = max(k for r in records for k in range(N_STAGES) if r.ran[k])

@@ -32,6 +32,7 @@ from service.labelled.datasets import DATA_DIR, DATASETS, load_dataset
 from service.labelled.items import Item
 
 if TYPE_CHECKING:
+    from service.calibration.artifact import Labels
     from service.config import Settings
 
 DEFAULT_DATA = DATA_DIR  # inside the installed package: a plain clone or wheel has it
@@ -173,7 +174,7 @@ def load_serving(cache: Path) -> dict[str, Any] | None:
     return data
 
 
-def from_log(path: Path | str) -> tuple[list[Record], ServingSettings, str]:
+def from_log(path: Path | str) -> tuple[list[Record], ServingSettings, Labels]:
     """Labelled decisions of the decision log (``POST /v1/feedback`` labels), from a SQLite
     path or a ``postgresql://`` URL.
 
@@ -190,7 +191,7 @@ def from_log(path: Path | str) -> tuple[list[Record], ServingSettings, str]:
     except Exception as exc:  # noqa: BLE001 - sqlite3 errors, a missing file
         raise SystemExit(f"candor: cannot read the decision log {path}: {exc}") from exc
     audited = [e for e in entries if e["audit"]]
-    labels = "audit" if audited else "self-selected"
+    labels: Labels = "audit" if audited else "self-selected"
     rows = audited or entries
     if not rows:
         raise SystemExit(f"candor: no labelled decisions in {path}")

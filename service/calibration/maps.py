@@ -40,8 +40,8 @@ class StageMap:
     def prob(self, x: np.ndarray) -> np.ndarray:
         z = self.score(np.atleast_2d(x))
         if self.iso_x is not None and self.iso_y is not None:
-            return np.interp(z, self.iso_x, self.iso_y)
-        return 1.0 / (1.0 + np.exp(-z))
+            return np.asarray(np.interp(z, self.iso_x, self.iso_y), dtype=float)
+        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=float)
 
     def __call__(self, features: Mapping[str, float]) -> float:
         return float(self.prob(np.asarray([vectorise(features, self.features)]))[0])

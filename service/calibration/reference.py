@@ -55,7 +55,7 @@ def bin_edges(values: np.ndarray, max_bins: int = MAX_BINS) -> list[float]:
 def bin_fractions(values: np.ndarray, edges: Sequence[float]) -> list[float]:
     counts = np.bincount(np.searchsorted(edges, values, side="right"),
                          minlength=len(edges) + 1)
-    return (counts / max(1, len(values))).tolist()
+    return [float(c) / max(1, len(values)) for c in counts]
 
 
 def signal_bins(records: Sequence[Record]) -> dict[str, Bins]:

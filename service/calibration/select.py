@@ -46,7 +46,7 @@ def _prepared(x: np.ndarray) -> np.ndarray:
         fill = np.nan_to_num(np.nanmedian(x, axis=0), nan=0.0)
     xf = np.where(np.isnan(x), fill, x)
     scale = xf.std(0)
-    return (xf - xf.mean(0)) / np.where(scale < 1e-9, 1.0, scale)
+    return np.asarray((xf - xf.mean(0)) / np.where(scale < 1e-9, 1.0, scale), dtype=float)
 
 
 def oof_auroc(x: np.ndarray, y: np.ndarray, names: list[str], folds: int,

@@ -120,9 +120,9 @@ def alpha_on_fit(fit: Replay, alphas: Sequence[float], delta: float, abstain_t: 
     """``--default-alpha auto``: the smallest alpha Learn-then-Test certifies on the *fit*
     split (the largest when none is). A function of the fit split alone, so the test
     split's level-delta statement for the chosen alpha holds as for a fixed one."""
-    kw = {} if grid is None else {"grid": grid}
     ok = [a for a in sorted(alphas)
-          if ltt_threshold(fit, a, delta, abstain_t, max_stage, **kw).threshold is not None]
+          if ltt_threshold(fit, a, delta, abstain_t, max_stage,
+                           GRID if grid is None else grid).threshold is not None]
     return ok[0] if ok else max(alphas)
 
 

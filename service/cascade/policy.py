@@ -59,10 +59,14 @@ class ConfidenceModel(Protocol):
     calibrated one (``service.calibration.artifact``).
     """
 
-    calibrated: bool
-    id: str | None
-    delta: float | None
-    profile: str | None
+    @property
+    def calibrated(self) -> bool: ...
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def delta(self) -> float | None: ...
+    @property
+    def profile(self) -> str | None: ...
 
     def confidence(self, stage: int, features: Mapping[str, float]) -> float: ...
 

@@ -187,7 +187,7 @@ class Cascade:
             calibrated=model.calibrated,
             stage_reached=decided.stage,
             fallback=trace.fallback,
-            signals=schemas.Signals(**trace.signals),
+            signals=schemas.Signals.model_validate(trace.signals),
             stages=trace.reports,
             skipped=trace.skipped,
             calibration=schemas.CalibrationRef(

@@ -9,7 +9,7 @@ from service.calibration.profiles import Profiles
 from service.cascade.runner import Trace, add_result
 from service.cascade.stages import Stage
 from service.errors import BadRequest
-from service.signals.base import MissingInput, SignalContext
+from service.signals.base import ContextProviders, MissingInput, SignalContext
 from service.signals.normalize import resolve_task
 
 
@@ -19,7 +19,7 @@ def _missing(stage: Stage, ctx: SignalContext) -> list[str]:
 
 async def score(
     req: schemas.ScoreRequest, stages: tuple[Stage, ...], profiles: Profiles,
-    ctx_providers: dict[str, object],
+    ctx_providers: ContextProviders,
 ) -> schemas.ScoreResponse:
     if req.top_logprobs is not None and req.token_logprobs is None:
         raise BadRequest("top_logprobs needs token_logprobs", param="top_logprobs")
@@ -28,7 +28,7 @@ async def score(
     ctx = SignalContext(
         question=req.question, task=task, answer=req.answer,
         token_logprobs=req.token_logprobs, top_logprobs=req.top_logprobs,
-        samples=req.samples or None, context=req.context, **ctx_providers,  # type: ignore[arg-type]
+        samples=req.samples or None, context=req.context, **ctx_providers,
     )
     trace = Trace()
     any_conf = False
@@ -52,7 +52,7 @@ async def score(
         confidence=trace.confidence if any_conf else None,
         calibrated=model.calibrated,
         profile=model.profile,
-        signals=schemas.Signals(**trace.signals),
+        signals=schemas.Signals.model_validate(trace.signals),
         stages=trace.reports,
         skipped=trace.skipped,
     )

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,7 +160,7 @@ class OpenAIRemoteEngine:
                           completion_tokens=sum(c.n_tokens for c in comps))
 
     async def stream(self, messages: list[ChatMessage], params: GenParams,
-                     request_id: str) -> AsyncIterator[TextDelta]:
+                     request_id: str) -> AsyncGenerator[TextDelta, None]:
         """Server-sent events; the HTTP response is closed in ``finally`` (early exit aborts)."""
         if params.n != 1:
             raise ValueError("stream() generates one completion")

@@ -6,7 +6,7 @@ log-probabilities. Everything vLLM-specific stays in ``vllm_local.py``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -80,7 +80,7 @@ class EngineClient(Protocol):
 
     def stream(
         self, messages: list[ChatMessage], params: GenParams, request_id: str
-    ) -> AsyncIterator[TextDelta]:
+    ) -> AsyncGenerator[TextDelta, None]:
         """One completion (``params.n == 1``) as it is generated; the last delta has
         ``final``. Closing the iterator (or cancelling its consumer) aborts the work."""
         ...

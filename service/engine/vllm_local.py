@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from functools import lru_cache
 from typing import Any
@@ -94,7 +94,7 @@ class VllmLocalEngine:
 
     async def stream(
         self, messages: list[ChatMessage], params: GenParams, request_id: str
-    ) -> AsyncIterator[TextDelta]:
+    ) -> AsyncGenerator[TextDelta, None]:
         """Deltas as vLLM produces them (``RequestOutputKind.DELTA``); closing aborts."""
         from vllm.v1.engine.exceptions import EngineDeadError
 

@@ -37,7 +37,7 @@ def unique_ladder(n: int, rungs: list[tuple[int, str]], seed: int) -> list[Item]
     fitted questions" rely on."""
     if n < 1:
         raise ValueError("n must be >= 1")
-    rng, out, seen = random.Random(seed), [], set()
+    rng, out, seen = random.Random(seed), list[Item](), set[str]()
     for i in range(100 * n):
         for _ in range(RETRIES):
             item = ladder_item(len(out), *rungs[i % len(rungs)], rng)

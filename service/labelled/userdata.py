@@ -114,7 +114,7 @@ def _cell(value: str) -> Any:
 
 def load_csv(path: Path) -> list[Item]:
     """CSV with a header row naming ``question`` and ``answer``/``answers`` (BOM-tolerant)."""
-    items = []
+    items: list[Item] = []
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)

@@ -37,7 +37,8 @@ def best_rho(v_opt: float, level: float) -> float:
 def normal_mixture_bound(v: ArrayLike, level: float, rho: float) -> NDArray[np.float64]:
     """The two-sided normal-mixture boundary u(v) (crossing probability ``level``)."""
     v = np.asarray(v, dtype=float)
-    return np.sqrt((v + rho) * (np.log1p(v / rho) + 2.0 * np.log(1.0 / level)))
+    return np.asarray(np.sqrt((v + rho) * (np.log1p(v / rho) + 2.0 * np.log(1.0 / level))),
+                      dtype=np.float64)
 
 
 def bernoulli_cs(successes: ArrayLike, n: ArrayLike, level: float = 0.05,

@@ -37,7 +37,8 @@ DRIFT_THRESHOLD = 0.25
 DEFAULT_WINDOW = 500
 
 
-def psi(counts: Sequence[float], reference: Sequence[float], n_reference: int) -> float:
+def psi(counts: Sequence[float] | np.ndarray, reference: Sequence[float],
+        n_reference: int) -> float:
     """PSI of window ``counts`` against reference shares (half-count smoothing on both)."""
     c = np.asarray(counts, dtype=float)
     k = len(c)

@@ -30,13 +30,20 @@ from service.monitoring.restore import AuditCounts, RecentDecision
 class Labelled(Protocol):
     """What the decision log returns for a committed label (``decision_log.Labelled``)."""
 
-    audit: bool
-    decision: str | None
-    target_risk: float | None
-    calibration_id: str | None
-    profile: str | None
-    correct: bool
-    previous: bool | None
+    @property
+    def audit(self) -> bool: ...
+    @property
+    def decision(self) -> str | None: ...
+    @property
+    def target_risk(self) -> float | None: ...
+    @property
+    def calibration_id(self) -> str | None: ...
+    @property
+    def profile(self) -> str | None: ...
+    @property
+    def correct(self) -> bool: ...
+    @property
+    def previous(self) -> bool | None: ...
 
 
 @dataclass
@@ -166,9 +173,9 @@ class Monitoring:
             groups.setdefault((act.profile, act.calibration_id), [])
         out = []
         for (profile, cal_id), mons in sorted(groups.items(), key=lambda kv: kv[0]):
-            act = self.active.get(profile)
-            is_active = act is not None and act.calibration_id == cal_id
-            default = act.default_target_risk if is_active and act is not None else None
+            current = self.active.get(profile)
+            is_active = current is not None and current.calibration_id == cal_id
+            default = current.default_target_risk if is_active and current is not None else None
             reports = [m.report() for m in sorted(mons, key=lambda m: m.key.target_risk)]
             main = next((r for r in reports if default is not None
                          and abs(r["target_risk"] - default) < 1e-9), None)

@@ -12,7 +12,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
@@ -35,9 +35,12 @@ class SignalResult:
 
 
 class Signal(Protocol):
-    name: str
-    stage: int
-    requires: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+    @property
+    def stage(self) -> int: ...
+    @property
+    def requires(self) -> tuple[str, ...]: ...
 
     async def score(self, ctx: SignalContext) -> SignalResult: ...
 
@@ -46,6 +49,15 @@ def check_finite(values: Sequence[float], what: str) -> None:
     for v in values:
         if not math.isfinite(v):
             raise BadRequest(f"{what} must be finite numbers, got {v!r}", param=what)
+
+
+class ContextProviders(TypedDict, total=False):
+    """``SignalContext``'s provider fields, for callers that pass them on as keywords."""
+
+    sample_provider: Callable[[], Awaitable[list[str]]] | None
+    embed_provider: Callable[[list[str]], Awaitable[np.ndarray]] | None
+    p_true_provider: Callable[[str, str], Awaitable[float | None]] | None
+    nli_provider: Callable[[list[tuple[str, str]]], Awaitable[np.ndarray]] | None
 
 
 @dataclass

@@ -59,7 +59,7 @@ def test_ladders_hold_each_question_once() -> None:
     assert 150 < digits["1"] <= 255 and digits["4"] > 0  # one-digit questions run out
 
 
-def test_loaders_on_shared_data(data_dir: Path) -> None:
+def test_loaders_on_packaged_data(data_dir: Path) -> None:
     gsm = load_dataset("gsm8k", data_dir)
     assert len(gsm) == 1319 and gsm[0].answer == "18" and gsm[0].grader == "numeric"
     tqa = load_dataset("truthfulqa", data_dir)

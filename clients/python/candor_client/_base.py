@@ -101,7 +101,7 @@ def retry_delay(response: HTTPResponse | None, attempt: int) -> float:
         if after is not None:
             return min(after, MAX_RETRY_AFTER_S)
     backoff = min(INITIAL_BACKOFF_S * 2**attempt, MAX_BACKOFF_S)
-    return backoff * (1 - 0.25 * random.random())
+    return float(backoff * (1 - 0.25 * random.random()))
 
 
 def parse_retry_after(value: str | None) -> float | None:
