@@ -52,11 +52,26 @@ def calibration_md_flow() -> list[str]:
 
 
 def scratch_clone(tmp: Path) -> Path:
-    """The files `make serve` needs, linked (the installed .venv is reused, not rebuilt)."""
-    (tmp / "clients" / "python").mkdir(parents=True)
-    for rel in (".venv", "Makefile", "pyproject.toml", "clients/python/pyproject.toml"):
-        (tmp / rel).symlink_to(REPO / rel)
+    """A plain ``git clone`` of this repository into ``tmp`` (no sibling folders beside it),
+    sharing the installed ``.venv``; run its commands with ``clone_env``, which puts the
+    clone's own packages first on the path, so they run the clone's code and data."""
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(tmp)], check=True, timeout=120)
+    (tmp / ".venv").symlink_to(REPO / ".venv")
+    # `make serve` in the clone must find the shared venv installed: the stamp's inputs keep
+    # the times they have here (a clone's files are newer than the stamp).
+    for rel in ("Makefile", "pyproject.toml", "clients/python/pyproject.toml",
+                "requirements/lock.txt", "requirements/model.txt"):
+        st = (REPO / rel).stat()
+        os.utime(tmp / rel, (st.st_atime, st.st_mtime))
     return tmp
+
+
+def clone_env(clone: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this environment) without CANDOR_* settings, with the clone's
+    packages (``service``, ``candor_client``) ahead of the installed ones."""
+    env = {k: v for k, v in (base or os.environ).items() if not k.startswith("CANDOR_")}
+    env["PYTHONPATH"] = f"{clone}:{clone / 'clients' / 'python'}"
+    return env
 
 
 def wait_ready(c: httpx.Client, proc: subprocess.Popen[bytes], log: Path,
@@ -84,8 +99,8 @@ def run(line: str, cwd: Path, env: dict[str, str], timeout: float) -> str:
 
 def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
     calibrate, evaluate, serve = readme_flow()
-    cwd = scratch_clone(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CANDOR_")}
+    cwd = scratch_clone(tmp_path / "clone")
+    env = clone_env(cwd)
     env["CANDOR_KV_CACHE_GIB"] = "2"
     env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"  # `candor` as installed
 
@@ -137,8 +152,8 @@ def test_shipped_profile_commands(tmp_path: Path) -> None:
     lines = [c.line for c in doc_commands() if c.source.startswith("results.md")
              and "service/calibration/profiles/" in c.line]
     assert len(lines) == 4, lines  # calibrate math, factual; eval math, factual
-    cwd = scratch_clone(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CANDOR_")}
+    cwd = scratch_clone(tmp_path / "clone")
+    env = clone_env(cwd)
     env["CANDOR_KV_CACHE_GIB"] = "2"
     for line in sorted(lines, key=lambda ln: " eval " in ln):  # fit before judging
         out = run(small(line) + " --no-progress", cwd, env, 900)
@@ -162,7 +177,9 @@ def test_results_md_commands(live_server: LiveServer, tmp_path: Path) -> None:
              and (" calibrate " in c.line or " eval " in c.line)
              and "service/calibration/profiles/" not in c.line]
     assert len(lines) == 8, lines
-    env = {**live_server.env, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
+    cwd = scratch_clone(tmp_path / "clone")
+    env = {**live_server.env, "PYTHONPATH": clone_env(cwd)["PYTHONPATH"],
+           "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
     for line in lines:
         fits = " calibrate " in line and "--collect-only" not in line
         cmd = re.sub(r"--n \d+", f"--n {N if fits else 12}", line)
@@ -170,10 +187,28 @@ def test_results_md_commands(live_server: LiveServer, tmp_path: Path) -> None:
         if "--server" not in cmd:  # fill its cache the way the page's collections did
             args = re.findall(r"--(?:dataset|n|max-stage|max-tokens) \S+", cmd)
             run(f"candor calibrate --collect-only --server {live_server.url} {' '.join(args)}"
-                " --no-progress", tmp_path, env, 900)
-        out = run(cmd + " --no-progress", tmp_path, env, 900)
+                " --no-progress", cwd, env, 900)
+        out = run(cmd + " --no-progress", cwd, env, 900)
         if fits:
             assert json.loads(out)["artifact"] == "docs/img/calibration/ladder-artifact.json"
     for report in ("ladder", "gsm8k", "truthfulqa", "truthfulqa-t04", "ladder-cascade"):
-        assert (tmp_path / f"docs/img/calibration/{report}/report.html").exists(), report
+        assert (cwd / f"docs/img/calibration/{report}/report.html").exists(), report
+
+
+def test_a_named_dataset_calibrates_in_a_plain_clone(tmp_path: Path) -> None:
+    """docs/calibration.md's quick look at a named dataset, verbatim, in a plain clone with
+    nothing beside it: the data ship with the code, so the command needs no other folder."""
+    line = next(c.line for c in doc_commands() if c.source.startswith("calibration.md")
+                and "--dataset gsm8k" in c.line)
+    cwd = scratch_clone(tmp_path / "clone")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clone"]
+    env = clone_env(cwd)
+    env["CANDOR_KV_CACHE_GIB"] = "2"
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    where = run("python -c 'import service.labelled.datasets as d; print(d.DATA_DIR)'",
+                cwd, env, 60)
+    assert Path(where.strip()) == cwd / "service/labelled/data"
+    run(line + " --no-progress", cwd, env, 900)
+    art = json.loads((cwd / "x.json").read_text())
+    assert art["dataset"] == "gsm8k" and art["n"] == 20 and art["max_stage"] == 0
 

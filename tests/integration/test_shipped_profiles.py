@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import free_port
-from tests.integration.test_docs_commands import scratch_clone, wait_ready
+from tests.integration.test_docs_commands import clone_env, scratch_clone, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     tmp = tmp_path_factory.mktemp("make-serve")
     cwd = scratch_clone(tmp / "clone")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CANDOR_")}
+    env = clone_env(cwd)
     port = free_port()
     env.update(CANDOR_PORT=str(port), CANDOR_HOST="127.0.0.1",  # where, not how: no signal
                CANDOR_DECISION_LOG=str(tmp / "decisions.sqlite"))  # setting is changed

@@ -198,6 +198,8 @@ def test_dockerfile_copies_existing_paths(dockerfile: str) -> None:
             assert f"!{src.rstrip('/')}" in {i.rstrip("/") for i in ignore}, src
     assert 'ENTRYPOINT ["candor"]' in text and "EXPOSE 8000" in text
     assert "candor prepare-model" in text  # the embedded model is prepared at build time
+    if dockerfile == "Dockerfile":  # the CPU image is the lock, as `make` installs it
+        assert "--require-hashes" in text and "-r requirements/lock.txt" in text
 
 
 def test_compose_config_is_accepted_by_docker_compose() -> None:

@@ -73,3 +73,18 @@ def test_the_check_command_exits_nonzero_on_a_stale_lock(tmp_path: Path) -> None
     bad = subprocess.run([sys.executable, "requirements/lock.py", "check"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "run `make lock`" in bad.stderr, bad.stderr
+
+
+def test_make_lock_reproduces_the_committed_lock(tmp_path: Path) -> None:
+    """README's `make lock`, verbatim, in a scratch copy: with pyproject.toml unchanged it
+    keeps every pin and writes the committed locks byte for byte (uv asks the index)."""
+    for rel in ("Makefile", "pyproject.toml", "clients/python/pyproject.toml",
+                "requirements/lock.py", "requirements/lock.txt", "requirements/model.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((REPO / rel).read_bytes())
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    out = subprocess.run(["make", "lock"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for rel in ("requirements/lock.txt", "requirements/model.txt"):
+        assert (tmp_path / rel).read_text() == (REPO / rel).read_text(), rel
