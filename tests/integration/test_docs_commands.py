@@ -8,6 +8,7 @@ test_monitoring.py (they need the recalibrated session server)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -89,6 +90,14 @@ def wait_ready(c: httpx.Client, proc: subprocess.Popen[bytes], log: Path,
     pytest.fail("not ready:\n" + log.read_text()[-3000:])
 
 
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group ``proc`` leads, if anything of it still runs (a failed
+    start must surface as its own error, not as a ProcessLookupError here)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
 def run(line: str, cwd: Path, env: dict[str, str], timeout: float) -> str:
     proc = subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
@@ -140,8 +149,7 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
             assert cal["id"] == artifact["id"]
             assert cal["reason"] is None or not cal["reason"].startswith("settings"), cal
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_group(proc)
     print(f"README flow: calibrate {t_cal:.0f} s (in-process engine), eval on {held} held-out")
 
 

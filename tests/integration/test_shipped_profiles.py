@@ -7,8 +7,6 @@ factual completion goes to the factual profile, and a question no profile covers
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 
@@ -16,7 +14,12 @@ import httpx
 import pytest
 
 from tests.integration.conftest import free_port
-from tests.integration.test_docs_commands import clone_env, scratch_clone, wait_ready
+from tests.integration.test_docs_commands import (
+    clone_env,
+    scratch_clone,
+    stop_group,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +41,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
             wait_ready(c, proc, log_path)
             yield c
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_group(proc)
 
 
 def test_make_serve_loads_the_shipped_profiles(served: httpx.Client) -> None:
