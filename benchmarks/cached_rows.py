@@ -16,16 +16,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from service.calibration.cli import DEFAULT_DATA, load_serving
+from service.calibration.cli import load_serving
 from service.calibration.collect import CollectSettings, read_cache
 from service.calibration.pinning import ServingSettings
-from service.labelled.datasets import load_dataset
+from service.labelled.datasets import DATA_DIR, load_dataset
 from service.labelled.grading import grade
 from service.signals.normalize import normalize_answer
 
 
 def rows(cache: Path, dataset: str, n: int | None, seed: int = 0, max_tokens: int = 24,
-         max_stage: int = 3, data_dir: Path = DEFAULT_DATA) -> list[dict[str, Any]]:
+         max_stage: int = 3, data_dir: Path = DATA_DIR) -> list[dict[str, Any]]:
     """One row per question with samples in ``cache`` (questions without are skipped),
     found by the cache key ``candor calibrate`` wrote them under."""
     serving = load_serving(cache)

@@ -104,7 +104,7 @@ async def main(n: int, max_tokens: int, concurrency: int, seed: int, max_digits:
 
 def replayed(artifact: Path, cache: Path, dataset: str, n: int, max_tokens: int) -> None:
     from service.calibration.artifact import load_artifact
-    from service.calibration.cli import DEFAULT_DATA, load_serving
+    from service.calibration.cli import load_serving
     from service.calibration.collect import CollectSettings, read_cache
     from service.calibration.pinning import ServingSettings
     from service.calibration.records import to_records
@@ -117,7 +117,7 @@ def replayed(artifact: Path, cache: Path, dataset: str, n: int, max_tokens: int)
     pinned = ServingSettings.model_validate(load_serving(cache))
     cfg = CollectSettings(max_tokens=max_tokens, serving=pinned.fingerprint(),
                           instruction=pinned.math_instruction)
-    items = load_dataset(dataset, DEFAULT_DATA, n)
+    items = load_dataset(dataset, n=n)
     cached = read_cache(cache)
     missing = [it.id for it in items if cfg.key(it) not in cached]
     if missing:

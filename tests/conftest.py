@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Tests (and the servers they start) are uncalibrated unless they name artifacts; the
 # shipped profiles (CANDOR_CALIBRATION=builtin, the default) have their own tests.
 os.environ.setdefault("CANDOR_CALIBRATION", "none")
-DATA = DATA_DIR  # the sets the package ships (service/labelled/data)
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    return DATA
+    """The labelled sets the package ships (service/labelled/data)."""
+    return DATA_DIR

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from service.calibration.artifact import Labels
     from service.config import Settings
 
-DEFAULT_DATA = DATA_DIR  # inside the installed package: a plain clone or wheel has it
 log = logging.getLogger("candor.calibrate")
 
 
@@ -44,7 +43,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help=f"{' | '.join(DATASETS)} | path.jsonl | path.csv")
     p.add_argument("--n", type=int, default=None, help="questions (seeded subset)")
     p.add_argument("--seed", type=int, default=0, help="dataset subset / ladder seed")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                   help="where the named datasets are (default: the packaged ones)")
     p.add_argument("--server", default=None,
                    help="Candor base URL (HTTP); unset: batch through an in-process engine")
     p.add_argument("--max-tokens", type=int, default=24)

@@ -69,9 +69,11 @@ def scratch_clone(tmp: Path) -> Path:
 
 def clone_env(clone: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     """``base`` (default: this environment) without CANDOR_* settings, with the clone's
-    packages (``service``, ``candor_client``) ahead of the installed ones."""
+    packages (``service``, ``candor_client``) ahead of the installed ones and the venv's
+    commands (``candor``) on the PATH."""
     env = {k: v for k, v in (base or os.environ).items() if not k.startswith("CANDOR_")}
     env["PYTHONPATH"] = f"{clone}:{clone / 'clients' / 'python'}"
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
     return env
 
 
@@ -111,7 +113,6 @@ def test_readme_calibrate_eval_serve(tmp_path: Path) -> None:
     cwd = scratch_clone(tmp_path / "clone")
     env = clone_env(cwd)
     env["CANDOR_KV_CACHE_GIB"] = "2"
-    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"  # `candor` as installed
 
     t0 = time.monotonic()
     out = json.loads(run(calibrate + " --no-progress", cwd, env, 900))
@@ -186,8 +187,8 @@ def test_results_md_commands(live_server: LiveServer, tmp_path: Path) -> None:
              and "service/calibration/profiles/" not in c.line]
     assert len(lines) == 8, lines
     cwd = scratch_clone(tmp_path / "clone")
-    env = {**live_server.env, "PYTHONPATH": clone_env(cwd)["PYTHONPATH"],
-           "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
+    paths = clone_env(cwd)  # the server's own settings stay: the commands share them
+    env = {**live_server.env, "PYTHONPATH": paths["PYTHONPATH"], "PATH": paths["PATH"]}
     for line in lines:
         fits = " calibrate " in line and "--collect-only" not in line
         cmd = re.sub(r"--n \d+", f"--n {N if fits else 12}", line)
@@ -212,7 +213,6 @@ def test_a_named_dataset_calibrates_in_a_plain_clone(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clone"]
     env = clone_env(cwd)
     env["CANDOR_KV_CACHE_GIB"] = "2"
-    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
     where = run("python -c 'import service.labelled.datasets as d; print(d.DATA_DIR)'",
                 cwd, env, 60)
     assert Path(where.strip()) == cwd / "service/labelled/data"

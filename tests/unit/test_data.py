@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from service.calibration.cli import DEFAULT_DATA
 from service.labelled.datasets import DATA_DIR, load_dataset
+from service.main import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^\| `([^`]+)` \| (\d+) \| ([^|]+) \| `([0-9a-f]{64})` \|$", re.M)
@@ -39,7 +39,9 @@ def test_the_table_lists_every_data_file() -> None:
     files = {str(p.relative_to(DATA_DIR)) for p in DATA_DIR.rglob("*")
              if p.is_file() and p.name != "README.md"}
     assert listed == files and len(listed) == 4, (listed, files)
-    assert DEFAULT_DATA == DATA_DIR and DATA_DIR.is_relative_to(REPO / "service")
+    assert DATA_DIR.is_relative_to(REPO / "service")
+    for cmd in ("calibrate", "eval"):  # the CLI reads the packaged sets unless told otherwise
+        assert build_parser().parse_args([cmd, "--dataset", "gsm8k"]).data_dir == DATA_DIR
 
 
 @pytest.mark.parametrize("path, rows, license_, sha", table(), ids=[r[0] for r in table()])
