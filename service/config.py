@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         default="builtin", description="builtin (the shipped profiles, where they fit the "
         "serving settings), none, or artifact files/directories, comma-separated "
         "(service/calibration/profiles.py)")
+    out_of_scope: Literal["abstain", "serve"] = Field(
+        default="abstain", description="What a request outside the scope of every calibration "
+        "profile gets: abstain (reason out_of_scope: a client that follows `decision` never "
+        "shows an answer nothing vouches for) or serve (the cascade decides as usual, with no "
+        "promise); a request may choose with policy.out_of_scope (docs/calibration.md)")
     audit_rate: float = Field(
         default=0.0, ge=0, le=1,
         description="Share of all decisions drawn uniformly into the audit sample "

@@ -45,6 +45,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # the promise and the audit sample (docs/calibration.md, "Audit sampling")
     ("profile", "TEXT"), ("target_risk", "REAL"), ("audit", "INTEGER"), ("audit_rate", "REAL"),
     ("serving", "TEXT"),  # JSON: the serving settings of this decision (calibration/pinning.py)
+    ("scope", "TEXT"),  # JSON: the scope test's report (schemas.ScopeReport)
     ("label", "INTEGER"), ("label_ts", "REAL"),
 )
 LABEL_COLUMNS = ("label", "label_ts")
@@ -128,6 +129,7 @@ class DecisionLog:
             "answer": resp.answer if self.log_text else None,
             "profile": resp.calibration.profile, "target_risk": resp.calibration.target_risk,
             "audit": int(resp.audit), "audit_rate": resp.audit_rate, "serving": serving,
+            "scope": resp.scope.model_dump_json(),
         }
         try:
             self._q.put_nowait(("decision", row))

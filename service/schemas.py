@@ -10,6 +10,7 @@ from service.cascade.stages import MAX_STAGE
 
 Task = Literal["auto", "factual", "math", "open"]
 Decision = Literal["answer", "abstain"]
+OutOfScope = Literal["abstain", "serve"]
 
 
 class _Strict(BaseModel):
@@ -40,6 +41,11 @@ class PolicyIn(_Strict):
         default=None, min_length=1, max_length=64,
         description="Calibration profile to decide with (GET /v1/calibration lists them); "
         "unset: the profile covering the request's task.")
+    out_of_scope: OutOfScope | None = Field(
+        default=None,
+        description="What a request outside every profile's scope gets: abstain (reason "
+        "out_of_scope) or serve (the cascade decides as usual, nothing is promised); unset: "
+        "CANDOR_OUT_OF_SCOPE (default abstain).")
     audit_rate: float | None = Field(
         default=None, ge=0, le=1,
         description="Override CANDOR_AUDIT_RATE for this request: the chance that it joins the "
@@ -116,6 +122,26 @@ class TokenLogprob(BaseModel):
     top_logprobs: list[float]
 
 
+class ScopeReport(BaseModel):
+    """The scope test of a request: is it drawn like the calibration questions of the
+    profile that decided it? (docs/calibration.md, "Scope")."""
+
+    tested: bool = Field(description="A scope test ran (false: no calibrated profile has one).")
+    profile: str | None = Field(
+        default=None, description="The profile tested: the one that accepted the request with "
+        "the largest p-value, else the nearest one.")
+    p_value: float | None = Field(
+        default=None, description="Conformal p-value of the request (and its answer) against "
+        "the profile's calibration questions.")
+    level: float | None = Field(default=None, description="The profile's scope level: a "
+                                "p-value below it is out of scope.")
+    in_scope: bool | None = Field(
+        default=None, description="p_value >= level; null when no test ran.")
+    candidates: dict[str, float] = Field(
+        default_factory=dict, description="Request-side p-value of each profile considered "
+        "(routing picks the largest that passes).")
+
+
 class CalibrationRef(BaseModel):
     calibrated: bool
     id: str | None = None
@@ -152,6 +178,7 @@ class AnswerResponse(BaseModel):
     stages: list[StageReport]
     skipped: list[str] = Field(default_factory=list)
     calibration: CalibrationRef
+    scope: ScopeReport
     audit: bool = Field(
         default=False, description="In the uniform audit sample: route it to a reviewer; its "
         "feedback is the unbiased label that recalibration and monitoring use.")
@@ -183,6 +210,7 @@ class ScoreResponse(BaseModel):
     confidence: float | None
     calibrated: bool
     profile: str | None = Field(default=None, description="Calibration profile that scored.")
+    scope: ScopeReport
     signals: Signals
     stages: list[StageReport]
     skipped: list[str]

@@ -111,7 +111,7 @@ class CandorState:
             max_tokens_limit=s.max_tokens_limit, max_budget_ms=s.max_budget_ms,
             model_name=s.model_name, audit_rate=s.audit_rate,
             profile_max_tokens="default_max_tokens" not in s.model_fields_set,
-            math_instruction=s.math_instruction or None,
+            math_instruction=s.math_instruction or None, out_of_scope=s.out_of_scope,
         )
 
     def _check_template(self, template: str | None) -> None:

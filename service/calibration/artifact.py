@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from service.calibration.maps import StageMap
 from service.calibration.pinning import ServingSettings, request_mismatch
 from service.calibration.reference import DriftReference
+from service.calibration.scope import ScopeSpec, ScopeTest
 from service.cascade.policy import Policy, PolicyChoice
 from service.cascade.stages import MAX_STAGE, N_STAGES, STAGE_KEYS
 from service.errors import BadRequest, CalibrationError
@@ -80,6 +81,9 @@ class ArtifactSpec(BaseModel):
     collect: dict[str, Any] = Field(default_factory=dict)
     reference: DriftReference | None = Field(
         default=None, description="the calibration set's inputs, for drift (optional)")
+    scope: ScopeSpec | None = Field(
+        default=None, description="the scope test: which requests the promise covers "
+        "(none: no request is known to be like the calibration set, so none gets a promise)")
 
     @field_validator("thresholds")
     @classmethod
@@ -111,6 +115,8 @@ class CalibratedModel:
             raise CalibrationError("calibration artifact has no stage-0 map", param="maps")
         self.default_target_risk = spec.default_alpha if spec.guarantee else None
         self.fits_homogeneous = spec.homogeneous == "fitted"
+        self.scope: ScopeTest | None = ScopeTest(spec.scope) if spec.scope else None
+        self.tasks = tuple(spec.tasks)
 
     @property
     def decision_stage(self) -> int:
@@ -183,12 +189,19 @@ class CalibratedModel:
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/calibration`` reports: the artifact and its promise."""
         s = self.spec
-        promise = (
-            f"with probability >= {1 - s.delta:g}, the error rate among answered questions is "
-            "<= the target risk, for each target risk listed (each its own statement), for "
-            "questions drawn like the calibration set and served with the pinned settings"
-            if s.guarantee else
-            f"none: fitted on {s.labels} labels; confidences are calibrated maps only")
+        if not s.guarantee:
+            promise = f"none: fitted on {s.labels} labels; confidences are calibrated maps only"
+        elif s.scope is None:
+            promise = ("none: this artifact has no scope test, so no request is known to be "
+                       "drawn like its calibration set (recalibrate with question texts)")
+        else:
+            promise = (
+                f"with probability >= {1 - s.delta:g}, the error rate among answered questions "
+                "is <= the target risk, for each target risk listed (each its own statement), "
+                "among requests that pass this profile's scope test (p-value >= "
+                f"{s.scope.level:g}), for requests drawn like the calibration set and served "
+                "with the pinned settings; a request drawn like it fails the scope test with "
+                f"probability <= {s.scope.level:g}")
         return {
             "calibrated": True, "id": s.id, "profile": s.profile, "tasks": s.tasks,
             "model": s.model, "dataset": s.dataset, "n": s.n, "created": s.created,
@@ -203,6 +216,11 @@ class CalibratedModel:
             "maps": [None if m is None else {"method": m.method, "n": m.n,
                                              "features": m.features} for m in s.maps],
             "feasibility": s.feasibility, "heldout": s.heldout,
+            "scope": None if s.scope is None else {
+                "level": s.scope.level, "components": s.scope.components, "k": s.scope.k,
+                "bank": len(s.scope.bank_question_length),
+                "reference": len(s.scope.reference_full), "fitted": s.scope.fitted,
+                "heldout": s.heldout.get("scope")},
         }
 
 

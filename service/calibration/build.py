@@ -22,6 +22,17 @@ from service.calibration.maps import StageMap
 from service.calibration.pinning import ServingSettings
 from service.calibration.records import Record
 from service.calibration.reference import reference_for
+from service.calibration.scope import (
+    COMPONENTS,
+    DEFAULT_LEVEL,
+    Component,
+    Embed,
+    ScopeSpec,
+    ScopeTest,
+    fit_scope,
+    p_values,
+    scope_text,
+)
 from service.calibration.select import choose_inputs
 from service.calibration.simulate import decide, replay
 from service.calibration.thresholds import (
@@ -86,8 +97,34 @@ def feasibility(records: Sequence[Record], alphas: Sequence[float]) -> dict[str,
             "min_abstention": {f"{a:g}": max(0.0, (mu - a) / (1 - a)) for a in alphas}}
 
 
+def fit_scope_on(records: Sequence[Record], embed: Embed | None, level: float, seed: int,
+                 components: Sequence[Component] | None, instruction: str | None,
+                 ) -> ScopeSpec | None:
+    """The scope test fitted on ``records`` (the fit split); None when they carry no
+    question text (a decision log without ``log_text``): then nothing is promised."""
+    if not records or not all(r.question for r in records):
+        return None
+    if components is None:
+        components = COMPONENTS if embed is not None else ("question_length", "answer_length")
+    return fit_scope([scope_text(r.question, None, instruction) for r in records],
+                     [r.answer for r in records], embed, level=level, seed=seed,
+                     components=components, instruction=instruction)
+
+
+def in_scope(records: Sequence[Record], scope: ScopeSpec | None,
+             embed: Embed | None) -> list[Record]:
+    """The records the scope test keeps (all of them when there is no test)."""
+    if scope is None or not records:
+        return list(records)
+    test = ScopeTest(scope)
+    p = p_values(test, [test.text(r.question, None) for r in records],
+                 [r.answer for r in records], embed)
+    return [r for r, pv in zip(records, p, strict=True) if pv >= scope.level]
+
+
 def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[str, Any]:
-    """Realised risk per supported alpha, and the fused confidence's ECE/AUROC, held out."""
+    """Realised risk per supported alpha, and the fused confidence's ECE/AUROC, held out
+    (``records``: the held-out questions the scope test keeps)."""
     if not records:
         return {"n": 0}
     rp = replay(records, model)
@@ -113,7 +150,9 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
                    default_alpha: float | None = 0.1, labels: Labels = "dataset",
                    profile: str = "default", tasks: Sequence[str] = (),
                    collect: dict[str, Any] | None = None, select: bool = True,
-                   homogeneous: str = "fitted") -> ArtifactSpec:
+                   homogeneous: str = "fitted", embed: Embed | None = None,
+                   scope_level: float = DEFAULT_LEVEL,
+                   scope_components: Sequence[Component] | None = None) -> ArtifactSpec:
     """Split, fit the maps, test thresholds, check on held-out data.
 
     ``default_alpha`` is an input fixed before fitting: the artifact records whether it
@@ -122,6 +161,11 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     split is looked at, so the test split's level-delta statement for it still holds.
     ``labels="self-selected"`` (labels nobody sampled at random) writes maps but no
     guarantee.
+
+    The scope test (``scope.py``) is fitted on the fit split, at ``scope_level`` fixed
+    before fitting; the thresholds are tested on the test split's *in-scope* questions
+    only, and the held-out figures are those of the in-scope held-out questions, so the
+    promise is about the requests the server serves under it.
     """
     alphas = sorted(set(alphas or DEFAULT_ALPHAS)
                     | ({default_alpha} if default_alpha is not None else set()))
@@ -131,6 +175,10 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     maps, selection = fit_maps(parts["fit"], seed, select, homogeneous == "fitted")
     if maps[0] is None:
         raise ValueError(f"too few fit examples ({len(parts['fit'])}) for a stage-0 map")
+    scope = fit_scope_on(parts["fit"], embed, scope_level, seed, scope_components,
+                         settings.math_instruction or None)
+    test_in = in_scope(parts["test"], scope, embed)
+    held_in = in_scope(parts["heldout"], scope, embed)
     now = datetime.now(UTC)
     spec: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "created": now.isoformat(),
@@ -147,6 +195,7 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
         "maps": [m.to_json() if m else None for m in maps], "selection": selection,
         "thresholds": {str(k): [] for k in range(N_STAGES)}, "collect": collect or {},
         "feasibility": feasibility(records, alphas),
+        "scope": scope.model_dump() if scope is not None else None,
     }
     draft = CalibratedModel(ArtifactSpec.model_validate(spec))
     fit_rp = replay(parts["fit"], draft)
@@ -155,14 +204,18 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
         spec["default_alpha"] = alpha_on_fit(fit_rp, alphas, delta, spec["abstain_threshold"],
                                              top)
     if guarantee:
-        rp = replay(parts["test"], draft)
+        rp = replay(test_in, draft)
         for k in range(top + 1):
             table = ltt_table(rp, alphas, delta, spec["abstain_threshold"], k, fit=fit_rp)
             spec["thresholds"][str(k)] = [c.__dict__ for c in table]
     ok = {c["alpha"] for c in spec["thresholds"][str(top)] if c["threshold"] is not None}
     spec["default_supported"] = guarantee and spec["default_alpha"] in ok
     model = CalibratedModel(ArtifactSpec.model_validate(spec))
-    spec["heldout"] = heldout_metrics(model, parts["heldout"])
+    spec["heldout"] = heldout_metrics(model, held_in)
+    spec["heldout"]["scope"] = {
+        "level": scope_level if scope is not None else None,
+        "test_in_scope": f"{len(test_in)}/{len(parts['test'])}",
+        "heldout_in_scope": f"{len(held_in)}/{len(parts['heldout'])}"}
     ref = reference_for(model, parts["test"] + parts["heldout"],  # for drift monitoring
                         min(top, model.decision_stage))
     spec["reference"] = ref.model_dump() if ref is not None else None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from service.calibration.collect import CollectError, CollectSettings, collect
 from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.calibration.records import Record, from_response, to_records
+from service.calibration.scope import COMPONENTS, DEFAULT_LEVEL
 from service.calibration.thresholds import DEFAULT_ALPHAS
 from service.cascade.stages import MAX_STAGE, N_STAGES
 from service.labelled.datasets import DATA_DIR, DATASETS, load_dataset
@@ -33,6 +34,7 @@ from service.labelled.items import Item
 
 if TYPE_CHECKING:
     from service.calibration.artifact import Labels
+    from service.calibration.scope import Embed
     from service.config import Settings
 
 log = logging.getLogger("candor.calibrate")
@@ -240,6 +242,10 @@ def _calibrate(args: argparse.Namespace) -> int:
         records, labels = to_records(items, responses, make_encoder(items)), "dataset"
         name = Path(args.dataset).stem
     print_feasibility(records, args.alphas)
+    texts = bool(records) and all(r.question for r in records)
+    if not texts:
+        log.warning("the labelled decisions carry no question text (CANDOR_LOG_TEXT was off): "
+                    "the artifact gets no scope test, so a server promises nothing with it")
     from service.calibration.artifact import save_artifact
     from service.calibration.build import build_artifact
 
@@ -248,7 +254,10 @@ def _calibrate(args: argparse.Namespace) -> int:
                              delta=args.delta, holdout=args.holdout, alphas=args.alphas,
                              default_alpha=args.default_alpha, labels=labels,
                              profile=args.profile, tasks=args.tasks or (),
-                             homogeneous=getattr(args, "homogeneous", "fitted"),
+                             homogeneous=args.homogeneous,
+                             embed=scope_embedder(args) if texts else None,
+                             scope_level=args.scope_level,
+                             scope_components=args.scope_components,
                              collect={"max_tokens": args.max_tokens,
                                       "max_stage": args.max_stage, "n": args.n,
                                       "seed": args.seed})
@@ -268,6 +277,16 @@ def _calibrate(args: argparse.Namespace) -> int:
               "this data: a server with this artifact abstains on every request that sets no "
               "policy.target_risk", file=sys.stderr)
     return 0
+
+
+def scope_embedder(args: argparse.Namespace) -> Embed | None:
+    """The pinned embedding model, for the scope test's similarity (when it is asked for)."""
+    if args.scope_components is not None and "similarity" not in args.scope_components:
+        return None
+    from service.config import Settings
+    from service.signals.embedder import Embedder
+
+    return Embedder(Settings().embedding_model).encode_sync
 
 
 def alpha_or_auto(text: str) -> float | None:
@@ -297,6 +316,12 @@ def add_calibrate_parser(sub: Any) -> None:
                    help="fitted: single-cluster questions are fitted like the others (the "
                    "data decide what homogeneity says); fallback: such a stage keeps the "
                    "stage-0 confidence")
+    p.add_argument("--scope-level", type=float, default=DEFAULT_LEVEL,
+                   help="the scope test's level, fixed before fitting: a request whose "
+                   "p-value is below it is out of the profile's scope (no promise)")
+    p.add_argument("--scope-components", nargs="+", choices=COMPONENTS, default=None,
+                   help="what the scope test compares (default: all; similarity loads the "
+                   "pinned embedding model)")
     p.add_argument("--profile", default="default", help="calibration profile name")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks this profile covers")
     p.add_argument("--out", type=Path, default=None, help="artifact path")

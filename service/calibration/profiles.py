@@ -100,6 +100,14 @@ class Profiles:
             reason=f"uncalibrated: no calibration profile covers task {task!r} (profiles: "
             f"{covered}); the confidence is a raw score and no error rate is promised")
 
+    def candidates(self, profile: str | None, task: str) -> list[ConfidenceModel]:
+        """The models that may decide a request: its named profile; else, for ``auto``,
+        every profile (the scope tests choose, ``cascade/routing.py``); else the one
+        covering ``task``."""
+        if profile is not None or task != "auto" or not self.models:
+            return [self.for_request(profile, task)]
+        return list(self.models.values())
+
     def replaced(self, new: Iterable[CalibratedModel]) -> Profiles:
         """These profiles with ``new`` swapped in by name; the rest stay."""
         models = dict(self.models)

@@ -29,6 +29,7 @@ class Record:
     ms: list[float] = field(default_factory=lambda: [0.0] * N_STAGES)
     meta: dict[str, str] = field(default_factory=dict)
     key: str = ""  # the item's content key (``Item.key``); the split keys store these
+    question: str = ""  # the question as asked (the scope test is fitted on these)
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -58,7 +59,7 @@ def from_response(item: Item, resp: Mapping[str, Any], correct: bool) -> Record:
     signals = {k: float(v) for k, v in (resp.get("signals") or {}).items()
                if isinstance(v, int | float | bool) and v is not None}
     return Record(item.id, correct, str(resp.get("answer", "")), signals, ran, informative,
-                  tokens, ms, dict(item.meta), item.key)
+                  tokens, ms, dict(item.meta), item.key, item.question)
 
 
 def to_records(items: Sequence[Item], responses: Sequence[Mapping[str, Any]],

@@ -41,7 +41,7 @@ class Replay:
 
 def replay(records: Sequence[Record], model: ConfidenceModel) -> Replay:
     n = len(records)
-    fits_homogeneous = getattr(model, "fits_homogeneous", False)
+    fits_homogeneous = model.fits_homogeneous
     conf = np.full((n, N_STAGES), np.nan)
     for i, r in enumerate(records):
         c = 0.0

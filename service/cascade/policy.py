@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from service.cascade.stages import STAGE_CONF_KEYS
+import numpy as np
+
+from service.cascade.stages import MAX_STAGE, STAGE_CONF_KEYS
 
 
 class Action(enum.StrEnum):
@@ -52,6 +54,21 @@ class PolicyChoice:
     reason: str | None = None
 
 
+class ScopeCheck(Protocol):
+    """A profile's scope test (``service.calibration.scope.ScopeTest``): a conformal
+    p-value of a request against the profile's calibration questions."""
+
+    @property
+    def level(self) -> float: ...
+    @property
+    def needs_embedding(self) -> bool: ...
+
+    def text(self, question: str, context: str | None) -> str: ...
+    def request_stat(self, text: str, embedding: np.ndarray | None) -> float: ...
+    def p_request(self, request_stat: float) -> float: ...
+    def p_full(self, request_stat: float, answer: str) -> float: ...
+
+
 class ConfidenceModel(Protocol):
     """Maps the signals seen up to a stage to a confidence, and gives the policy.
 
@@ -67,6 +84,26 @@ class ConfidenceModel(Protocol):
     def delta(self) -> float | None: ...
     @property
     def profile(self) -> str | None: ...
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this model covers (empty: any task no other profile claims)."""
+        ...
+    @property
+    def scope(self) -> ScopeCheck | None:
+        """The scope test its promise is conditioned on (None: no test, no promise)."""
+        ...
+    @property
+    def fits_homogeneous(self) -> bool:
+        """Its maps were fitted on single-cluster (homogeneous) stages too."""
+        ...
+    @property
+    def decision_stage(self) -> int:
+        """The last stage with a map of its own (later stages cannot change a decision)."""
+        ...
+    @property
+    def answer_max_tokens(self) -> int | None:
+        """The answer ``max_tokens`` its scores were collected with (None: any)."""
+        ...
 
     def confidence(self, stage: int, features: Mapping[str, float]) -> float: ...
 
@@ -89,6 +126,11 @@ class UncalibratedModel:
     id: str | None = None
     delta: float | None = None
     profile: str | None = None
+    tasks: tuple[str, ...] = ()
+    scope: ScopeCheck | None = None
+    fits_homogeneous: bool = False
+    decision_stage: int = MAX_STAGE
+    answer_max_tokens: int | None = None
     reason: str = ("uncalibrated: no calibration artifact is loaded; the confidence is a raw "
                    "score and no error rate is promised")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from service import schemas
 from service.calibration.profiles import Profiles
+from service.cascade import routing
 from service.cascade.policy import Action, ConfidenceModel, Policy, PolicyChoice
 from service.cascade.providers import (
     OnDelta,
@@ -28,6 +29,7 @@ from service.cascade.providers import (
     with_instruction,
 )
 from service.cascade.stages import MAX_STAGE, STAGE_CONF_KEYS, Stage
+from service.engine.protocol import ChatMessage, Generation
 from service.errors import BadRequest, DeadlineExceeded
 from service.signals.base import MissingInput, SignalContext, SignalResult
 from service.signals.normalize import normalize_answer, resolve_task
@@ -43,7 +45,6 @@ class Trace:
     skipped: list[str] = field(default_factory=list)
     confidence: float = 0.0
     fallback: str | None = None
-    deadline_hit: bool = False
 
 
 def add_result(trace: Trace, stage: Stage, res: SignalResult, ms: float, tokens: int,
@@ -56,8 +57,7 @@ def add_result(trace: Trace, stage: Stage, res: SignalResult, ms: float, tokens:
         elif isinstance(v, int | float):
             trace.features[k] = float(v)
     note = res.note
-    weighed = (not res.informative and stage.spec.sampling
-               and getattr(model, "fits_homogeneous", False))
+    weighed = not res.informative and stage.spec.sampling and model.fits_homogeneous
     if (res.informative or weighed) and res.confidence is not None:
         trace.features[STAGE_CONF_KEYS[stage.index]] = float(res.confidence)
         trace.confidence = model.confidence(stage.index, trace.features)
@@ -97,11 +97,13 @@ class Cascade:
     audit_rate: float = 0.0
     profile_max_tokens: bool = False  # a request without max_tokens gets its profile's pin
     math_instruction: str | None = None
+    out_of_scope: str = "abstain"  # CANDOR_OUT_OF_SCOPE
     rng: random.Random = field(default_factory=random.Random)
 
     def choose_policy(self, req: schemas.AnswerRequest, max_stage: int, max_tokens: int,
                       model: ConfidenceModel) -> PolicyChoice:
-        """The policy and the promise for this request; every way to lose the promise named."""
+        """The policy and the promise for this request; every way to lose the promise named
+        (the scope test's verdict comes after generation: ``_scoped``)."""
         choice = model.policy(req.policy.target_risk, max_stage)
         policy, risk, why = choice.policy, choice.target_risk, choice.reason
         if req.policy.answer_threshold is not None or req.policy.abstain_threshold is not None:
@@ -119,65 +121,85 @@ class Cascade:
             risk, why = None, mismatch
         return PolicyChoice(policy, risk, why)
 
-    async def answer(self, req: schemas.AnswerRequest,
-                     on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
-        """Run the cascade; ``on_delta`` (live streaming) receives the greedy pass as it is
-        generated, and the stages then continue from its final completion."""
-        task = resolve_task(req.task, req.question)
+    async def plan(self, req: schemas.AnswerRequest) -> Plan:
+        """Everything decided about a request before generation, once (``Plan``)."""
+        hint = resolve_task(req.task, req.question)
         # held for the whole request: a hot reload never changes it midway
-        model = self.profiles.for_request(req.policy.profile, task)
-        pinned = getattr(model, "answer_max_tokens", None) if self.profile_max_tokens else None
+        route = await routing.route(self.profiles.candidates(req.policy.profile, req.task),
+                                    req.question, req.context, hint, self.providers.embed)
+        model = route.model
+        pinned = model.answer_max_tokens if self.profile_max_tokens else None
         max_tokens = req.max_tokens or pinned or self.default_max_tokens
         if max_tokens > self.max_tokens_limit:
             raise BadRequest(f"max_tokens must be <= {self.max_tokens_limit}", param="max_tokens")
-        max_stage = min(
+        asked = min(
             self.default_max_stage,
             req.policy.max_stage if req.policy.max_stage is not None else MAX_STAGE,
             len(self.stages) - 1,
         )
         # stages past the model's last own map cannot change a decision: decide there
-        decide_at = max_stage if req.policy.run_all else min(
-            max_stage, getattr(model, "decision_stage", max_stage))
+        decide_at = asked if req.policy.run_all else min(asked, model.decision_stage)
         choice = self.choose_policy(req, decide_at, max_tokens, model)
-        policy = choice.policy
+        if route.untested is not None and choice.target_risk is not None:
+            choice = PolicyChoice(choice.policy, None, route.untested)
         audit_rate = self.audit_rate if req.policy.audit_rate is None else req.policy.audit_rate
         audit = self.rng.random() < audit_rate
         budget_ms = min(req.policy.budget_ms or self.max_budget_ms, self.max_budget_ms)
-        deadline = time.perf_counter() + budget_ms / 1000.0
-        rid = f"ans_{uuid.uuid4().hex[:24]}"
-        messages = build_messages(with_instruction(req.question, task, self.math_instruction),
-                                  req.system, req.context)
-        await self.providers.check_prompt(messages, max_tokens)
+        return Plan(
+            rid=f"ans_{uuid.uuid4().hex[:24]}", route=route, choice=choice,
+            max_tokens=max_tokens, asked=asked, decide_at=decide_at,
+            run_to=asked if audit else decide_at,  # audited: every stage, for the record
+            audit=audit, audit_rate=audit_rate, budget_ms=budget_ms,
+            deadline=time.perf_counter() + budget_ms / 1000.0,
+            out_of_scope=req.policy.out_of_scope or self.out_of_scope,
+            messages=build_messages(
+                with_instruction(req.question, route.task, self.math_instruction),
+                req.system, req.context))
 
+    async def answer(self, req: schemas.AnswerRequest,
+                     on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
+        """Run the cascade; ``on_delta`` (live streaming) receives the greedy pass as it is
+        generated, and the stages then continue from its final completion."""
+        plan = await self.plan(req)
+        await self.providers.check_prompt(plan.messages, plan.max_tokens)
         t0 = time.perf_counter()
         try:
-            async with asyncio.timeout_at(_loop_deadline(deadline)):
-                greedy = await self.providers.greedy(messages, max_tokens, rid, on_delta)
+            async with asyncio.timeout_at(_loop_deadline(plan.deadline)):
+                greedy = await self.providers.greedy(plan.messages, plan.max_tokens, plan.rid,
+                                                     on_delta)
         except TimeoutError as exc:
             raise DeadlineExceeded(
-                f"budget_ms={budget_ms} ran out before the first answer was generated",
+                f"budget_ms={plan.budget_ms} ran out before the first answer was generated",
                 param="policy.budget_ms",
             ) from exc
         g_ms = (time.perf_counter() - t0) * 1000
         comp = greedy.completions[0]
+        scope = plan.route.report(comp.text)
+        choice, forced = _scoped(plan, scope)
         meter = TokenMeter()  # this request's own token count: nothing shared to leak
         ctx = SignalContext(
-            question=req.question, task=task, answer=comp.text,
+            question=req.question, task=plan.route.task, answer=comp.text,
             token_logprobs=[t.logprob for t in comp.tokens],
             top_logprobs=[list(t.top_logprobs) for t in comp.tokens],
             context=req.context,
-            **self.providers.signal_providers(messages, rid, max_tokens, comp.text, task,
-                                              meter=meter),
+            **self.providers.signal_providers(plan.messages, plan.rid, plan.max_tokens,
+                                              comp.text, plan.route.task, meter=meter),
         )
         trace = Trace()
-        run_to = max_stage if audit else decide_at  # audited: every stage, for the record
-        decided = await self._run_stages(ctx, trace, policy, run_to, deadline, budget_ms,
-                                         meter, g_ms, comp.n_tokens, req.policy.run_all, audit,
-                                         model, max_stage)
-        completion = comp.n_tokens + meter.total
+        decided = await self._run_stages(ctx, trace, plan, choice.policy, meter,
+                                         (g_ms, comp.n_tokens), req.policy.run_all, forced)
+        return self._response(req, plan, choice, scope, decided, trace, ctx, greedy,
+                              meter.total)
+
+    def _response(self, req: schemas.AnswerRequest, plan: Plan, choice: PolicyChoice,
+                  scope: schemas.ScopeReport, decided: Decided, trace: Trace,
+                  ctx: SignalContext, greedy: Generation, extra_tokens: int,
+                  ) -> schemas.AnswerResponse:
+        comp, model = greedy.completions[0], plan.route.model
+        completion = comp.n_tokens + extra_tokens
         abstained = decided.action is Action.ABSTAIN
         return schemas.AnswerResponse(
-            id=rid,
+            id=plan.rid,
             model=self.model_name,
             answer=comp.text,
             abstained=abstained,
@@ -193,11 +215,12 @@ class Cascade:
             calibration=schemas.CalibrationRef(
                 calibrated=model.calibrated, id=model.id, profile=model.profile,
                 target_risk=choice.target_risk, delta=model.delta,
-                threshold=policy.answer_threshold, reason=choice.reason,
+                threshold=choice.policy.answer_threshold, reason=choice.reason,
             ),
-            audit=audit,
-            audit_rate=audit_rate,
-            samples=_samples(ctx, task) if req.return_samples else None,
+            scope=scope,
+            audit=plan.audit,
+            audit_rate=plan.audit_rate,
+            samples=_samples(ctx, plan.route.task) if req.return_samples else None,
             logprobs=[
                 schemas.TokenLogprob(token=t.token, logprob=t.logprob,
                                      top_logprobs=list(t.top_logprobs))
@@ -209,15 +232,17 @@ class Cascade:
             ),
         )
 
-    async def _run_stages(self, ctx: SignalContext, trace: Trace, policy: Policy,
-                          max_stage: int, deadline: float, budget_ms: int, meter: TokenMeter,
-                          g_ms: float, g_tokens: int, run_all: bool, audit: bool,
-                          model: ConfidenceModel, asked: int) -> Decided:
+    async def _run_stages(self, ctx: SignalContext, trace: Trace, plan: Plan, policy: Policy,
+                          meter: TokenMeter, greedy_cost: tuple[float, int], run_all: bool,
+                          forced: str | None) -> Decided:
         """Stages in order until the policy decides; an audited request runs on to
-        ``max_stage`` for the record (its decision stays the sequential policy's). An
+        ``plan.asked`` for the record (its decision stays the sequential policy's). An
         abstention below the abstain threshold before the last stage the request asked
-        for (``asked``) is ``hopeless``, whether or not the stages after it could move
-        the confidence."""
+        for is ``hopeless``, whether or not the stages after it could move the confidence.
+        ``forced`` (``out_of_scope``) abstains after stage 0, whatever the confidence."""
+        max_stage, asked, audit, model = plan.run_to, plan.asked, plan.audit, plan.route.model
+        g_ms, g_tokens = greedy_cost
+        deadline, budget_ms = plan.deadline, plan.budget_ms
         decided: Decided | None = None
         for stage in self.stages[: max_stage + 1]:
             before = meter.total
@@ -226,7 +251,6 @@ class Cascade:
                 async with asyncio.timeout_at(_loop_deadline(deadline)):
                     res = await stage.signal.score(ctx)
             except TimeoutError:
-                trace.deadline_hit = True
                 trace.skipped.append(f"{stage.name}: deadline (budget_ms={budget_ms})")
                 if decided is None:
                     decided = Decided(Action.ABSTAIN, "deadline", _last_stage(trace),
@@ -245,6 +269,11 @@ class Cascade:
                 continue
             if stage.index == 0 and trace.signals.get("n_tokens") == 0:
                 return Decided(Action.ABSTAIN, "empty_answer", 0, trace.confidence)
+            if forced is not None:
+                decided = Decided(Action.ABSTAIN, forced, stage.index, trace.confidence)
+                if not audit:
+                    break
+                continue
             action = policy.decide(stage.index, trace.confidence)
             if run_all and stage.index < max_stage:
                 action = Action.ESCALATE
@@ -261,6 +290,35 @@ class Cascade:
             decided = Decided(action, "low_confidence" if action is Action.ABSTAIN else None,
                               _last_stage(trace), trace.confidence)
         return decided
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What is decided about a request before generation, once, and read by every step
+    after (the profile and task by scope, the promise, the limits, the audit draw)."""
+
+    rid: str
+    route: routing.Route
+    choice: PolicyChoice  # before the scope test's final verdict (``_scoped``)
+    max_tokens: int
+    asked: int  # the highest stage the request may run
+    decide_at: int  # the stage the decision is taken at, at the latest
+    run_to: int  # the stage the cascade runs to (audited: ``asked``, for the record)
+    audit: bool
+    audit_rate: float
+    budget_ms: int
+    deadline: float  # time.perf_counter() deadline
+    out_of_scope: str  # "abstain" | "serve"
+    messages: list[ChatMessage]
+
+
+def _scoped(plan: Plan, scope: schemas.ScopeReport) -> tuple[PolicyChoice, str | None]:
+    """The promise after the scope test, and the abstain reason it forces (if any)."""
+    if not scope.tested or scope.in_scope:
+        return plan.choice, None
+    why = routing.out_of_scope_reason(plan.route, scope)
+    choice = PolicyChoice(plan.choice.policy, None, why)
+    return choice, ("out_of_scope" if plan.out_of_scope == "abstain" else None)
 
 
 def _pick(value: float | None, default: float) -> float:

@@ -6,6 +6,7 @@ import time
 
 from service import schemas
 from service.calibration.profiles import Profiles
+from service.cascade import routing
 from service.cascade.runner import Trace, add_result
 from service.cascade.stages import Stage
 from service.errors import BadRequest
@@ -23,8 +24,10 @@ async def score(
 ) -> schemas.ScoreResponse:
     if req.top_logprobs is not None and req.token_logprobs is None:
         raise BadRequest("top_logprobs needs token_logprobs", param="top_logprobs")
-    task = resolve_task(req.task, req.question)
-    model = profiles.for_request(req.profile, task)
+    hint = resolve_task(req.task, req.question)
+    route = await routing.route(profiles.candidates(req.profile, req.task), req.question,
+                                req.context, hint, ctx_providers["embed_provider"])
+    model, task = route.model, route.task
     ctx = SignalContext(
         question=req.question, task=task, answer=req.answer,
         token_logprobs=req.token_logprobs, top_logprobs=req.top_logprobs,
@@ -52,6 +55,7 @@ async def score(
         confidence=trace.confidence if any_conf else None,
         calibrated=model.calibrated,
         profile=model.profile,
+        scope=route.report(req.answer),
         signals=schemas.Signals.model_validate(trace.signals),
         stages=trace.reports,
         skipped=trace.skipped,

@@ -6,10 +6,26 @@ import numpy as np
 
 from service.calibration.records import Record
 
+WORDS = ("alpha", "river", "stone", "what", "is", "the", "of", "capital", "seven", "blue")
 
-def synthetic_records(n: int, seed: int = 0, homogeneous_rate: float = 0.2) -> list[Record]:
-    """Records whose signals carry a noisy view of a latent P(correct)."""
+
+def text_of_length(rng: np.random.Generator, lo: int, hi: int) -> str:
+    """Words up to a length drawn log-uniformly in [lo, hi] characters."""
+    n = int(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    words: list[str] = []
+    while len(" ".join(words)) < n:
+        words.append(str(rng.choice(WORDS)))
+    return " ".join(words)[:n].strip() or "x"
+
+
+def synthetic_records(n: int, seed: int = 0, homogeneous_rate: float = 0.2,
+                      question_chars: tuple[int, int] = (1, 400),
+                      answer_chars: tuple[int, int] = (1, 200)) -> list[Record]:
+    """Records whose signals carry a noisy view of a latent P(correct); their questions
+    and answers have log-uniform lengths in the given ranges (what a length-only scope
+    test is fitted on: the fake embedder's vectors carry no meaning)."""
     rng = np.random.default_rng(seed)
+    texts = np.random.default_rng(seed + 10_000)  # its own stream: the signals are unchanged
     out = []
     for i in range(n):
         q = float(rng.uniform())
@@ -28,7 +44,8 @@ def synthetic_records(n: int, seed: int = 0, homogeneous_rate: float = 0.2) -> l
             "mean_similarity": float(np.clip(0.5 + 0.5 * q + noise[5], 0, 1)),
             "p_true": float(np.clip(0.3 + 0.4 * q + rng.normal(0, 0.2), 0, 1)),
         }
-        out.append(Record(f"s{i}", correct, "x", signals, [True] * 4,
-                          [True, not homog, not homog, True], [5, 50, 0, 1],
-                          [10.0, 100.0, 5.0, 20.0]))
+        out.append(Record(f"s{i}", correct, text_of_length(texts, *answer_chars), signals,
+                          [True] * 4, [True, not homog, not homog, True], [5, 50, 0, 1],
+                          [10.0, 100.0, 5.0, 20.0],
+                          question=text_of_length(texts, *question_chars)))
     return out

@@ -102,7 +102,7 @@ def test_a_full_queue_drops_rows_instead_of_blocking(tmp_path: Path) -> None:
     resp = schemas.AnswerResponse.model_validate({
         "id": "ans_z", "model": "m", "answer": "a", "abstained": False, "decision": "answer",
         "confidence": 0.5, "calibrated": False, "stage_reached": 0, "signals": {},
-        "stages": [], "calibration": {"calibrated": False},
+        "stages": [], "calibration": {"calibrated": False}, "scope": {"tested": False},
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
     t0 = time.perf_counter()
     dlog.record(resp, schemas.AnswerRequest(question="q"), "/v1/answer")

@@ -18,7 +18,7 @@ def _resp(rid: str) -> schemas.AnswerResponse:
     return schemas.AnswerResponse.model_validate({
         "id": rid, "model": "m", "answer": "a", "abstained": False, "decision": "answer",
         "confidence": 0.5, "calibrated": False, "stage_reached": 0, "signals": {},
-        "stages": [], "calibration": {"calibrated": False},
+        "stages": [], "calibration": {"calibrated": False}, "scope": {"tested": False},
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
 

@@ -64,12 +64,14 @@ def live(c: TestClient) -> dict[str, object]:
 
 
 def test_the_loop_from_log_to_reload_to_a_verdict(tmp_path: Path) -> None:
-    with app_client(tmp_path, audit_rate=1.0) as c:
+    with app_client(tmp_path, audit_rate=1.0, log_text=True) as c:  # texts: the scope test
         assert c.get("/v1/calibration").json()["profiles"] == []  # uncalibrated: no promise
         ask_and_label(c, 4)  # audited, labelled, no promise yet
         out = tmp_path / "new.json"
         assert cli(["calibrate", "--from-log", str(tmp_path / "log.sqlite"), "--out", str(out),
-                    "--alphas", "0.5", "0.9", "--default-alpha", "0.9"]) == 0
+                    "--alphas", "0.5", "0.9", "--default-alpha", "0.9",
+                    "--scope-components", "question_length", "answer_length",
+                    "--scope-level", "0.1"]) == 0
         new_id = json.loads(out.read_text())["id"]
         r = c.post(RELOAD, json={"path": str(out)})
         assert r.status_code == 200, r.text
