@@ -1,12 +1,15 @@
-"""Overhead of Candor's stage 0 over raw vLLM greedy generation (issue 3).
+"""Overhead of Candor's stage 0 over raw vLLM greedy generation (issue 3), and of the
+scope test over stage 0 without it (issue 20).
 
 One process, one engine: raw ``AsyncLLM.generate`` (same token ids, same
 SamplingParams: greedy, top-5 logprobs) vs ``POST /v1/answer`` with
 ``max_stage=0`` through uvicorn on loopback, on the same 32 questions, at
-concurrency 1 and 8. Each pair is run back to back, raw first then Candor, and
-the whole sweep twice (ABAB) so drift hits both sides. Prints p50/p95 latency,
-throughput and the Candor/raw ratios. Targets: p50 ratio <= 1.05, throughput
-ratio >= 0.95.
+concurrency 1 and 8: once on a server without calibration (no scope test) and once
+on one serving the shipped profiles with the embedding model loaded (every request
+embedded and tested against each profile's scope). Each triple is run back to back
+and the whole sweep twice (ABCABC) so drift hits every side. Prints p50/p95
+latency, throughput and the ratios. Targets: p50 ratio <= 1.05 and throughput ratio
+>= 0.95 against raw; the scope test adds <= 5 % to the p50.
 
     .venv/bin/python benchmarks/overhead.py [--max-tokens 24] [--rounds 2]
 """
@@ -34,9 +37,13 @@ async def main(max_tokens: int, rounds: int) -> None:
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    settings = Settings(top_logprobs=5, max_inflight=64)
+    from service.signals.embedder import Embedder
+
+    settings = Settings(top_logprobs=5, max_inflight=64, calibration="none")
     engine = await start_engine(settings)
     served = await serve_in_process(settings, engine)
+    scoped = await serve_in_process(settings.model_copy(update={"calibration": "builtin"}),
+                                    engine, Embedder(settings.embedding_model), port=8766)
     sp = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, logprobs=5,
                         output_kind=RequestOutputKind.FINAL_ONLY)
     counter = iter(range(10**9))
@@ -51,39 +58,51 @@ async def main(max_tokens: int, rounds: int) -> None:
         assert final is not None
         return len(final.outputs[0].token_ids)
 
-    async with httpx.AsyncClient(base_url=served.url, timeout=600) as client:
-        async def candor(q: str) -> int:
-            r = await client.post("/v1/answer", json={
+    async with httpx.AsyncClient(base_url=served.url, timeout=600) as client, \
+            httpx.AsyncClient(base_url=scoped.url, timeout=600) as client_scoped:
+        async def ask(c: httpx.AsyncClient, q: str) -> int:
+            r = await c.post("/v1/answer", json={
                 "question": q, "max_tokens": max_tokens, "policy": {"max_stage": 0}})
             r.raise_for_status()
             return int(r.json()["signals"]["n_tokens"])
 
+        async def candor(q: str) -> int:
+            return await ask(client, q)
+
+        async def candor_scope(q: str) -> int:
+            return await ask(client_scoped, q)
+
         await raw(QUESTIONS[0])  # warm-up, not timed
         await candor(QUESTIONS[0])
+        await candor_scope(QUESTIONS[0])
         results: dict[tuple[str, int], list[Run]] = {}
         for rnd in range(rounds):
             for conc in (1, 8):
-                for name, fn in (("raw vLLM", raw), ("candor stage 0", candor)):
+                for name, fn in (("raw vLLM", raw), ("candor stage 0", candor),
+                                 ("candor + scope", candor_scope)):
                     run = await timed(f"{name} c={conc} r{rnd}", QUESTIONS, conc, fn)
                     print(run.line(), flush=True)
                     results.setdefault((name, conc), []).append(run)
     await served.stop()
+    await scoped.stop()
     await engine.aclose()
 
-    print("\nratios (candor / raw), pooled over rounds:")
-    for conc in (1, 8):
-        raw_lat = sorted(x for r in results[("raw vLLM", conc)] for x in r.latencies)
-        can_lat = sorted(x for r in results[("candor stage 0", conc)] for x in r.latencies)
-        raw_rps = sum(len(r.latencies) for r in results[("raw vLLM", conc)]) / sum(
-            r.wall for r in results[("raw vLLM", conc)])
-        can_rps = sum(len(r.latencies) for r in results[("candor stage 0", conc)]) / sum(
-            r.wall for r in results[("candor stage 0", conc)])
-        p50 = can_lat[len(can_lat) // 2] / raw_lat[len(raw_lat) // 2]
-        p95i = round(0.95 * (len(raw_lat) - 1))
-        p95 = can_lat[p95i] / raw_lat[p95i]
-        print(f"  c={conc}: p50 ratio {p50:.3f} (target <= 1.05)  p95 ratio {p95:.3f}  "
-              f"throughput ratio {can_rps / raw_rps:.3f} (target >= 0.95)  "
-              f"[raw {raw_rps:.3f} req/s, candor {can_rps:.3f} req/s]")
+    for name, base, target in (("candor / raw", "raw vLLM", "candor stage 0"),
+                               ("candor + scope / candor", "candor stage 0", "candor + scope")):
+        print(f"\nratios ({name}), pooled over rounds:")
+        for conc in (1, 8):
+            print(f"  c={conc}: " + ratio_line(results[(base, conc)], results[(target, conc)]))
+
+
+def ratio_line(base: list[Run], other: list[Run]) -> str:
+    b_lat = sorted(x for r in base for x in r.latencies)
+    o_lat = sorted(x for r in other for x in r.latencies)
+    b_rps = sum(len(r.latencies) for r in base) / sum(r.wall for r in base)
+    o_rps = sum(len(r.latencies) for r in other) / sum(r.wall for r in other)
+    p95i = round(0.95 * (len(b_lat) - 1))
+    return (f"p50 ratio {o_lat[len(o_lat) // 2] / b_lat[len(b_lat) // 2]:.3f}  "
+            f"p95 ratio {o_lat[p95i] / b_lat[p95i]:.3f}  throughput ratio "
+            f"{o_rps / b_rps:.3f}  [{b_rps:.3f} vs {o_rps:.3f} req/s]")
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ class CalibratedModel:
             "feasibility": s.feasibility, "heldout": s.heldout,
             "scope": None if s.scope is None else {
                 "level": s.scope.level, "components": s.scope.components, "k": s.scope.k,
-                "bank": len(s.scope.bank_question_length),
+                "bank": s.scope.n_bank,
                 "reference": len(s.scope.reference_full), "fitted": s.scope.fitted,
                 "heldout": s.heldout.get("scope")},
         }

@@ -4,18 +4,18 @@ A calibration promise holds for requests drawn like its calibration set. This mo
 tests that per request, with a conformal p-value (Vovk et al. 2005; Bates et al. 2023,
 "Testing for outliers with conformal p-values"):
 
-* **Components.** Each is a statistic of the request and a *bank* of calibration
-  questions, turned into a tail probability ``u`` (how many bank questions are at least
-  as strange, plus one, over the bank size plus one):
-  ``similarity`` (mean cosine similarity of the request's embedding to its ``k`` nearest
-  bank questions; strange when low), ``question_length`` and ``answer_length`` (log
-  characters of the text as the model sees it and of the greedy answer; strange at
-  either end). The request components are known before generation (routing uses them),
-  the answer component once the greedy answer is.
-* **Score.** ``min(u)`` over the components: a request is as strange as its strangest
-  part.
+* **Components.** Each is a statistic of the request, standardised against a *bank* of
+  calibration questions (robust z: distance from the bank's median in units of its
+  scaled MAD): ``similarity`` (mean cosine similarity of the request's embedding to its
+  ``k`` nearest bank questions; strange when low, one-sided), ``question_length`` and
+  ``answer_length`` (log characters of the text as the model sees it and of the greedy
+  answer; strange at either end). The request components are known before generation
+  (routing uses them), the answer component once the greedy answer is.
+* **Score.** The largest z over the components: a request is as strange as its
+  strangest part. (Continuous, so a request far outside the bank is stranger than every
+  reference question, and gets the smallest p-value, ``1 / (n_ref + 1)``.)
 * **p-value.** Against a *reference* set of calibration questions disjoint from the bank
-  (so the scorer never saw them): ``p = (1 + #{ref <= s}) / (n_ref + 1)``. For a request
+  (so the scorer never saw them): ``p = (1 + #{ref >= s}) / (n_ref + 1)``. For a request
   exchangeable with the calibration questions, ``P(p <= level) <= level``: at most
   ``level`` of such traffic is turned away.
 
@@ -65,27 +65,25 @@ class ScopeSpec(BaseModel):
     k: int = Field(ge=1)
     dim: int = Field(ge=0)
     bank: str = Field(description="bank embeddings, float16 little-endian, base64")
-    bank_similarity: list[float] = Field(description="each bank question's similarity to "
-                                         "its k nearest other bank questions")
-    bank_question_length: list[float]
-    bank_answer_length: list[float]
-    reference_request: list[float] = Field(description="request-side scores (min u) of the "
+    n_bank: int = Field(ge=1)
+    center: dict[Component, float] = Field(description="each component's bank median")
+    scale: dict[Component, float] = Field(description="each component's bank scale (1.4826 "
+                                          "MAD, floored)")
+    reference_request: list[float] = Field(description="request-side scores (max z) of the "
                                            "reference questions, sorted")
     reference_full: list[float] = Field(description="full scores of the reference, sorted")
     instruction: str | None = None
     fitted: str = ""
 
 
-def _upper(bank: np.ndarray, x: float) -> float:
-    """Tail probability of being at least as low as ``x`` (similarity: low is strange)."""
-    return float((1 + np.searchsorted(bank, x, side="right")) / (len(bank) + 1))
+FLOOR: dict[Component, float] = {  # a bank of identical lengths still has a scale
+    "similarity": 0.01, "question_length": 0.1, "answer_length": 0.1}
 
 
-def _two_sided(bank: np.ndarray, x: float) -> float:
-    n = len(bank)
-    lo = 1 + np.searchsorted(bank, x, side="right")
-    hi = 1 + n - np.searchsorted(bank, x, side="left")
-    return float(min(1.0, 2 * min(lo, hi) / (n + 1)))
+def _center_scale(values: np.ndarray, component: Component) -> tuple[float, float]:
+    med = float(np.median(values))
+    mad = float(np.median(np.abs(values - med))) * 1.4826
+    return med, max(mad, FLOOR[component])
 
 
 def _knn_similarity(emb: np.ndarray, bank: np.ndarray, k: int,
@@ -99,7 +97,9 @@ def _knn_similarity(emb: np.ndarray, bank: np.ndarray, k: int,
 
 
 def _p(sorted_ref: np.ndarray, s: float) -> float:
-    return float((1 + np.searchsorted(sorted_ref, s, side="right")) / (len(sorted_ref) + 1))
+    """(1 + #{ref >= s}) / (n + 1): small when s is larger than nearly every reference."""
+    at_least = len(sorted_ref) - np.searchsorted(sorted_ref, s, side="left")
+    return float((1 + at_least) / (len(sorted_ref) + 1))
 
 
 class ScopeTest:
@@ -112,9 +112,6 @@ class ScopeTest:
         raw = base64.b64decode(spec.bank) if spec.bank else b""
         vecs = np.frombuffer(raw, dtype="<f2").astype(float)
         self.bank = vecs.reshape(-1, spec.dim) if spec.dim else np.zeros((0, 0))
-        self._sim = np.sort(np.asarray(spec.bank_similarity, dtype=float))
-        self._qlen = np.sort(np.asarray(spec.bank_question_length, dtype=float))
-        self._alen = np.sort(np.asarray(spec.bank_answer_length, dtype=float))
         self._ref_req = np.asarray(spec.reference_request, dtype=float)
         self._ref_full = np.asarray(spec.reference_full, dtype=float)
 
@@ -125,9 +122,13 @@ class ScopeTest:
     def text(self, question: str, context: str | None) -> str:
         return scope_text(question, context, self.spec.instruction)
 
+    def _z(self, component: Component, x: float) -> float:
+        z = (x - self.spec.center[component]) / self.spec.scale[component]
+        return -z if component == "similarity" else abs(z)  # low similarity is strange
+
     def request_stat(self, text: str, embedding: np.ndarray | None) -> float:
-        """min u over the request components (1.0 when none is used)."""
-        u = [1.0]
+        """The request's score before generation: max z over the request components."""
+        z = [-np.inf]
         if "similarity" in self.uses:
             if embedding is None:
                 raise ValueError("the scope test needs the request's embedding")
@@ -135,16 +136,15 @@ class ScopeTest:
             if vec.shape[1] != self.spec.dim:
                 raise ValueError(f"the scope test was fitted on {self.spec.dim}-dimensional "
                                  f"embeddings, this server's have {vec.shape[1]}")
-            sim = _knn_similarity(vec, self.bank, self.spec.k)[0]
-            u.append(_upper(self._sim, sim))
+            z.append(self._z("similarity", _knn_similarity(vec, self.bank, self.spec.k)[0]))
         if "question_length" in self.uses:
-            u.append(_two_sided(self._qlen, log_length(text)))
-        return min(u)
+            z.append(self._z("question_length", log_length(text)))
+        return float(max(z))
 
     def full_stat(self, request_stat: float, answer: str) -> float:
         if "answer_length" not in self.uses:
             return request_stat
-        return min(request_stat, _two_sided(self._alen, log_length(answer)))
+        return max(request_stat, self._z("answer_length", log_length(answer)))
 
     def p_request(self, request_stat: float) -> float:
         return _p(self._ref_req, request_stat)
@@ -177,7 +177,9 @@ def fit_scope(texts: Sequence[str], answers: Sequence[str], embed: Embed | None,
     bank_i, ref_i = idx[: n // 2], idx[n // 2:]
     qlen = np.array([log_length(t) for t in texts])
     alen = np.array([log_length(a) for a in answers])
-    dim, bank_b64, bank_sim = 0, "", np.zeros(0)
+    dim, bank_b64 = 0, ""
+    values: dict[Component, np.ndarray] = {"question_length": qlen[bank_i],
+                                           "answer_length": alen[bank_i]}
     if "similarity" in components:
         assert embed is not None
         emb = np.asarray(embed(list(texts)), dtype=float)
@@ -185,12 +187,12 @@ def fit_scope(texts: Sequence[str], answers: Sequence[str], embed: Embed | None,
         emb = np.frombuffer(base64.b64decode(_encode_bank(emb)), dtype="<f2").astype(float)
         emb = emb.reshape(n, -1)
         dim, bank_b64 = emb.shape[1], _encode_bank(emb[bank_i])
-        bank_sim = _knn_similarity(emb[bank_i], emb[bank_i], k, exclude_self=True)
+        values["similarity"] = _knn_similarity(emb[bank_i], emb[bank_i], k, exclude_self=True)
+    stats = {c: _center_scale(values[c], c) for c in components}
     spec = ScopeSpec(
         level=level, components=list(components), k=k, dim=dim, bank=bank_b64,
-        bank_similarity=[float(x) for x in bank_sim],
-        bank_question_length=[float(x) for x in qlen[bank_i]],
-        bank_answer_length=[float(x) for x in alen[bank_i]],
+        n_bank=len(bank_i), center={c: v[0] for c, v in stats.items()},
+        scale={c: v[1] for c, v in stats.items()},
         reference_request=[], reference_full=[], instruction=instruction,
         fitted=f"fit split: bank {len(bank_i)}, reference {len(ref_i)} (seed {seed})")
     test = ScopeTest(spec)
