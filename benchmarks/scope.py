@@ -71,7 +71,7 @@ async def ask_all(url: str, requests: list[Request], concurrency: int) -> list[d
 async def main(args: argparse.Namespace) -> None:
     from service.signals.embedder import Embedder
 
-    settings = Settings(calibration=args.calibration, max_inflight=512,
+    settings = Settings(calibration=args.calibration, max_inflight=512, admission="fixed",
                         max_budget_ms=3_600_000)
     held = heldout_sets(settings)
     sets = {**held, **load_requests(DATA, args.n)}

@@ -1,10 +1,11 @@
 """Every Prometheus metric of the service, in one place, on an injected registry.
 
 Names carry the ``candor_`` prefix; labels are bounded (endpoint, decision, reason,
-stage, status): values outside the known sets are folded into ``other`` so a scanner
-probing random paths cannot grow the series count. Bucket boundaries are defined once,
-here. Known label combinations are pre-created at 0, so rates and ratios are defined
-from the first scrape (a series that appears mid-window under-counts its first hit).
+stage, status, and profile: the names of the calibration artifacts loaded): values
+outside the known sets are folded into ``other`` so a scanner probing random paths
+cannot grow the series count. Bucket boundaries are defined once, here. Known label
+combinations are pre-created at 0, so rates and ratios are defined from the first scrape
+(a series that appears mid-window under-counts its first hit).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ ENDPOINTS = frozenset(
      "/healthz", "/readyz", "/metrics", "/v1/admin/calibration/reload")
 )
 DECISIONS = ("answer", "abstain")
-ABSTAIN_REASONS = ("low_confidence", "hopeless", "empty_answer", "deadline")
+ABSTAIN_REASONS = ("low_confidence", "hopeless", "empty_answer", "deadline", "out_of_scope")
 STAGES = STAGE_KEYS
 # Statuses the API documents (service/api/answer.py), pre-created so 5xx ratios exist at 0,
 # and 499 (nginx's "client closed request"): the caller went away and its work was cancelled.
@@ -38,7 +39,9 @@ ERROR_STATUSES = ("400", "401", "404", "413", "422", "429", "499", "500", "503",
 OTHER = "other"
 # Why a decision carried no promise (CalibrationRef.reason starts with one of these words).
 NO_PROMISE = ("uncalibrated", "unsupported", "no_guarantee", "thresholds", "run_all",
-              "settings")
+              "settings", "out_of_scope", "no_scope")
+# The profile label of a request no scope test ran on (``candor_scope_total``).
+NO_PROFILE = "none"
 
 
 def _bounded(value: str, known: frozenset[str] | tuple[str, ...]) -> str:
@@ -121,6 +124,19 @@ class Metrics:
             "candor_decision_log_dropped", "Decision rows not stored (queue full or a failed "
             "commit).", registry=r,
         )
+        self.scope = Counter(
+            "candor_scope", "Answered or abstained requests by the scope test's verdict: "
+            "in_scope true|false for the profile tested, untested (profile \"none\") when no "
+            "scope test ran.", ["profile", "in_scope"], registry=r,
+        )
+        self.scope_expected_in_share = Gauge(
+            "candor_scope_expected_in_share", "Share of requests drawn like a profile's "
+            "calibration set that its scope test keeps, at least (1 - level).", ["profile"],
+            registry=r,
+        )
+        # Profile names of every artifact loaded in this process (bounded by the artifacts,
+        # never by requests); a response naming another is counted as "other".
+        self._scope_profiles: set[str] = set()
         self._monitoring(r)
         self._precreate()
 
@@ -217,6 +233,7 @@ class Metrics:
             self.feedback.labels(audited=audited)
         for why in NO_PROMISE:
             self.no_promise.labels(why=why)
+        self.scope.labels(profile=NO_PROFILE, in_scope="untested")
 
     def set_calibration(self, profiles: Profiles) -> None:
         """Publish the profiles served now; the previous artifacts' rows are dropped."""
@@ -227,6 +244,14 @@ class Metrics:
                                          target_risk="" if risk is None else str(risk)).set(1)
         if not profiles.models:
             self.calibration_info.labels(profile="", id="uncalibrated", target_risk="").set(1)
+        self.scope_expected_in_share.clear()
+        for name, m in profiles.models.items():
+            self._scope_profiles.add(name)
+            if m.scope is None:
+                continue
+            self.scope_expected_in_share.labels(profile=name).set(1.0 - m.scope.level)
+            for verdict in ("true", "false"):  # counters are kept: they only ever grow
+                self.scope.labels(profile=name, in_scope=verdict)
 
     def observe_answer(self, endpoint: str, resp: schemas.AnswerResponse, seconds: float) -> None:
         """Count one finished cascade (answered or abstained) and what it cost."""
@@ -250,6 +275,13 @@ class Metrics:
         if resp.calibration.target_risk is None:
             why = (resp.calibration.reason or "uncalibrated").split(":", 1)[0]
             self.no_promise.labels(why=_bounded(why, NO_PROMISE)).inc()
+        self.scope.labels(**self._scope_labels(resp.scope)).inc()
+
+    def _scope_labels(self, scope: schemas.ScopeReport) -> dict[str, str]:
+        if not scope.tested or scope.in_scope is None:
+            return {"profile": NO_PROFILE, "in_scope": "untested"}
+        profile = scope.profile if scope.profile in self._scope_profiles else OTHER
+        return {"profile": profile, "in_scope": "true" if scope.in_scope else "false"}
 
     def observe_feedback(self, audited: bool) -> None:
         self.feedback.labels(audited="true" if audited else "false").inc()

@@ -99,16 +99,20 @@ def feasibility(records: Sequence[Record], alphas: Sequence[float]) -> dict[str,
 
 def fit_scope_on(records: Sequence[Record], embed: Embed | None, level: float, seed: int,
                  components: Sequence[Component] | None, instruction: str | None,
-                 ) -> ScopeSpec | None:
-    """The scope test fitted on ``records`` (the fit split); None when they carry no
-    question text (a decision log without ``log_text``): then nothing is promised."""
+                 ) -> tuple[ScopeSpec | None, str | None]:
+    """The scope test fitted on ``records`` (the fit split), or None and why: no question
+    texts (a decision log without ``log_text``), or too few questions to ever reject at
+    ``level``. Without a scope test a server promises nothing with the artifact."""
     if not records or not all(r.question for r in records):
-        return None
+        return None, "the questions carry no text"
     if components is None:
         components = COMPONENTS if embed is not None else ("question_length", "answer_length")
-    return fit_scope([scope_text(r.question, None, instruction) for r in records],
-                     [r.answer for r in records], embed, level=level, seed=seed,
-                     components=components, instruction=instruction)
+    try:
+        return fit_scope([scope_text(r.question, None, instruction) for r in records],
+                         [r.answer for r in records], embed, level=level, seed=seed,
+                         components=components, instruction=instruction), None
+    except ValueError as exc:
+        return None, str(exc)
 
 
 def in_scope(records: Sequence[Record], scope: ScopeSpec | None,
@@ -175,8 +179,8 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     maps, selection = fit_maps(parts["fit"], seed, select, homogeneous == "fitted")
     if maps[0] is None:
         raise ValueError(f"too few fit examples ({len(parts['fit'])}) for a stage-0 map")
-    scope = fit_scope_on(parts["fit"], embed, scope_level, seed, scope_components,
-                         settings.math_instruction or None)
+    scope, no_scope = fit_scope_on(parts["fit"], embed, scope_level, seed, scope_components,
+                                   settings.math_instruction or None)
     test_in = in_scope(parts["test"], scope, embed)
     held_in = in_scope(parts["heldout"], scope, embed)
     now = datetime.now(UTC)
@@ -213,7 +217,7 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     model = CalibratedModel(ArtifactSpec.model_validate(spec))
     spec["heldout"] = heldout_metrics(model, held_in)
     spec["heldout"]["scope"] = {
-        "level": scope_level if scope is not None else None,
+        "level": scope_level if scope is not None else None, "missing": no_scope,
         "test_in_scope": f"{len(test_in)}/{len(parts['test'])}",
         "heldout_in_scope": f"{len(held_in)}/{len(parts['heldout'])}"}
     ref = reference_for(model, parts["test"] + parts["heldout"],  # for drift monitoring

@@ -270,6 +270,10 @@ def _calibrate(args: argparse.Namespace) -> int:
                       "default_alpha_rule": art.default_alpha_rule,
                       "default_supported": art.default_supported,
                       "feasibility": art.feasibility, "heldout": art.heldout}, indent=1))
+    if art.scope is None:
+        print(f"candor: no scope test ({art.heldout.get('scope', {}).get('missing')}): a server "
+              "promises nothing with this artifact (docs/calibration.md, \"Scope\")",
+              file=sys.stderr)
     if not art.guarantee:
         print("candor: no guarantee: these labels are not an unbiased sample", file=sys.stderr)
     elif not art.default_supported:

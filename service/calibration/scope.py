@@ -127,8 +127,9 @@ class ScopeTest:
         return -z if component == "similarity" else abs(z)  # low similarity is strange
 
     def request_stat(self, text: str, embedding: np.ndarray | None) -> float:
-        """The request's score before generation: max z over the request components."""
-        z = [-np.inf]
+        """The request's score before generation: max z over the request components (0.0
+        when it uses none: every request ties, so the request-side p-value is 1)."""
+        z: list[float] = []
         if "similarity" in self.uses:
             if embedding is None:
                 raise ValueError("the scope test needs the request's embedding")
@@ -139,7 +140,7 @@ class ScopeTest:
             z.append(self._z("similarity", _knn_similarity(vec, self.bank, self.spec.k)[0]))
         if "question_length" in self.uses:
             z.append(self._z("question_length", log_length(text)))
-        return float(max(z))
+        return float(max(z)) if z else 0.0
 
     def full_stat(self, request_stat: float, answer: str) -> float:
         if "answer_length" not in self.uses:
@@ -166,9 +167,9 @@ def fit_scope(texts: Sequence[str], answers: Sequence[str], embed: Embed | None,
     other half the reference the p-values are taken against."""
     n = len(texts)
     n_ref = n - n // 2
-    if n < 4 or (n_ref + 1) * level < 1:  # p >= 1 / (n_ref + 1): it could never reject
+    if n < 4 or (n_ref + 1) * level <= 1:  # p >= 1 / (n_ref + 1): it could never reject
         raise ValueError(
-            f"a scope test at level {level:g} needs at least {int(np.ceil(1 / level)) - 1} "
+            f"a scope test at level {level:g} needs at least {int(np.floor(1 / level))} "
             f"reference questions (half the fit split), and has {n_ref}: label more "
             "questions, or set a larger --scope-level")
     if "similarity" in components and embed is None:

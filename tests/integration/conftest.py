@@ -109,6 +109,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         "CANDOR_DECISION_LOG": str(tmp / "decisions.sqlite"),
         # live monitoring sized for a test: verdicts after 10 labels, a 16-decision window
         "CANDOR_MONITOR_MIN_LABELS": "10", "CANDOR_DRIFT_WINDOW": "16",
+        # the question texts, which `--from-log` fits the scope test on (live_promise.py)
+        "CANDOR_LOG_TEXT": "true",
+        # the cascade's tests ask all kinds of questions, in the shipped profiles' scope or
+        # not: they run the cascade as usual (the default, abstain, is tested on `make serve`
+        # in test_shipped_profiles.py)
+        "CANDOR_OUT_OF_SCOPE": "serve",
     })
     yield server
     stop_server(server)

@@ -25,7 +25,7 @@ from service.labelled.grading import grade
 from service.labelled.items import Item
 from tests.integration.conftest import LiveServer
 
-N_CALIBRATION = 48
+N_CALIBRATION = 64  # its fit split's reference half (11) lets a scope test reject at 0.1
 MAX_TOKENS = 12
 AUDITED = {"max_stage": 0, "audit_rate": 1.0}
 MIX = ("1", "4")  # the calibration set's question mix
@@ -82,7 +82,8 @@ def recalibrate(server: LiveServer, api: httpx.Client, tmp: Path) -> LivePromise
     out = tmp / "from-log.json"
     exe = Path(sys.executable).with_name("candor")
     run = subprocess.run([str(exe), "calibrate", "--from-log", str(log), "--out", str(out),
-                          "--alphas", "0.5", "0.7", "0.9", "--default-alpha", "0.9"],
+                          "--alphas", "0.5", "0.7", "0.9", "--default-alpha", "0.9",
+                          "--scope-level", "0.1"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     artifact_id = json.loads(out.read_text())["id"]

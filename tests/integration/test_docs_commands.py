@@ -56,12 +56,19 @@ def scratch_clone(tmp: Path) -> Path:
     """A plain ``git clone`` of this repository into ``tmp`` (no sibling folders beside it),
     sharing the installed ``.venv``; run its commands with ``clone_env``, which puts the
     clone's own packages first on the path, so they run the clone's code and data."""
+    inputs = ("Makefile", "pyproject.toml", "clients/python/pyproject.toml",
+              "requirements/lock.txt", "requirements/model.txt")
+    stamp = REPO / ".venv" / ".candor-installed"
+    stale = [rel for rel in inputs
+             if not stamp.exists() or (REPO / rel).stat().st_mtime > stamp.stat().st_mtime]
+    if stale:  # the clone's `make` would reinstall the shared venv, editable into the clone
+        pytest.fail(f"the shared .venv is older than {', '.join(stale)}: run `make install` "
+                    "first (`make test` does)")
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(tmp)], check=True, timeout=120)
     (tmp / ".venv").symlink_to(REPO / ".venv")
     # `make serve` in the clone must find the shared venv installed: the stamp's inputs keep
     # the times they have here (a clone's files are newer than the stamp).
-    for rel in ("Makefile", "pyproject.toml", "clients/python/pyproject.toml",
-                "requirements/lock.txt", "requirements/model.txt"):
+    for rel in inputs:
         st = (REPO / rel).stat()
         os.utime(tmp / rel, (st.st_atime, st.st_mtime))
     return tmp

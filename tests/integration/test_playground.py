@@ -88,6 +88,12 @@ def test_playground_answers_in_a_browser(browser: Any, live_server: LiveServer,
         "#flags")
     promise = page.text_content("#promise") or ""  # the session server has no artifact
     assert "No promise" in promise and body["calibration"]["reason"].lower() in promise.lower()
+    scope = body["scope"]  # the scope verdict beside it (none shown without a calibration)
+    if scope["tested"]:
+        verdict = "in scope of" if scope["in_scope"] else "out of scope: nearest"
+        assert f"{verdict} {scope['profile']} (p = " in (page.text_content("#scope") or "")
+    else:
+        assert page.is_hidden("#scope-row") == (not body["calibrated"])
     shot = screenshot(page, tmp_path, "playground.png")
     assert shot.stat().st_size > 10_000
 

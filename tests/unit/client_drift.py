@@ -23,6 +23,7 @@ PAIRS: dict[type[BaseModel], str] = {
     models.Sample: "Sample",
     models.TokenLogprob: "TokenLogprob",
     models.CalibrationRef: "CalibrationRef",
+    models.ScopeReport: "ScopeReport",
     models.Usage: "Usage",
     models.Policy: "PolicyIn",
 }

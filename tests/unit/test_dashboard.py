@@ -33,6 +33,7 @@ from dashboard_queries import (  # noqa: E402
     iter_panels,
     load_dashboard,
     panel_queries,
+    to_promql,
 )
 
 PANEL_TYPES = {"stat", "timeseries", "heatmap", "table", "bargauge", "gauge", "row", "text"}
@@ -92,8 +93,52 @@ def test_dashboard_covers_what_operators_need(dashboard: dict[str, Any]) -> None
                    "Homogenization rate", "Tokens per answer", "Errors per second",
                    "vLLM queue", "vLLM KV-cache usage", "Promise verdict",
                    "Realised risk vs promise (audited)", "Audited labels",
-                   "Abstention: audited vs calibration", "Input drift (PSI)"):
+                   "Abstention: audited vs calibration", "Input drift (PSI)",
+                   "In-scope share of traffic", "Out-of-scope requests per second"):
         assert needed in titles
+
+
+def _panel(dashboard: dict[str, Any], title: str) -> dict[str, Any]:
+    (panel,) = [p for p in iter_panels(dashboard) if p["title"] == title]
+    return panel
+
+
+def test_scope_panels_plot_the_share_against_the_expected_one(
+        dashboard: dict[str, Any]) -> None:
+    share = _panel(dashboard, "In-scope share of traffic")
+    assert share["type"] == "timeseries"
+    assert share["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    exprs = {t["refId"]: " ".join(t["expr"].split()) for t in share["targets"]}
+    ratios = [e for e in exprs.values() if "candor_scope_total" in e]
+    assert ratios
+    tested = re.escape('candor_scope_total{in_scope=~"true|false"}[$__rate_interval]')
+    for e in ratios:  # in scope over all tested (untested requests are in neither)
+        assert re.fullmatch(r"sum(?: by \(profile\) )?\(rate\(candor_scope_total"
+                            r'\{in_scope="true"\}\[\$__rate_interval\]\)\) / '
+                            rf"sum(?: by \(profile\) )?\(rate\({tested}\)\)", e), e
+    assert any("sum by (profile)" in e for e in ratios)  # per profile
+    # the reference series: 1 - level per profile, one line however many replicas
+    assert "max by (profile) (candor_scope_expected_in_share)" in exprs.values()
+    oos = _panel(dashboard, "Out-of-scope requests per second")
+    assert any(re.search(r'rate\(candor_scope_total\{in_scope="false"\}\[\$__rate_interval\]',
+                         t["expr"]) for t in oos["targets"])
+    assert oos["fieldConfig"]["defaults"]["unit"] == "reqps"
+
+
+def test_every_dashboard_query_parses_as_promql(tmp_path: Path) -> None:
+    """Each panel query, with Grafana's variables replaced, as a recording rule: promtool
+    parses it with Prometheus's own PromQL parser (no server needed)."""
+    tool = promtool()
+    queries = panel_queries()
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"candor_dashboard:query_{i}", "expr": to_promql(q.expr)}
+        for i, q in enumerate(queries)]}]}
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    r = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{len(queries)} rules found" in r.stdout
 
 
 def test_rates_use_rate_interval_and_quantiles_sum_by_le() -> None:
@@ -149,6 +194,24 @@ def test_alert_rules_are_well_formed() -> None:
         assert r["annotations"]["summary"] and r["annotations"]["description"]
     for a in alert_rules():
         assert alert_values(a.expr)  # `<value> <op> <number>`: the live test can check values
+
+
+def test_out_of_scope_alert_compares_the_hourly_share_with_the_expected_one() -> None:
+    rules = load_yaml(DEPLOY / "prometheus" / "rules" / "candor.rules.yml")["groups"][0]["rules"]
+    (rule,) = [r for r in rules if r.get("alert") == "CandorTrafficOutOfScope"]
+    assert rule["for"] == "15m" and rule["labels"]["severity"] == "warning"
+    assert "docs/operations.md" in rule["annotations"]["description"]
+    assert "calibration domain" in rule["annotations"]["description"]
+    (a,) = [a for a in alert_rules() if a.name == "CandorTrafficOutOfScope"]
+    share, traffic = alert_values(a.expr)
+    assert share == ('min(candor_scope_expected_in_share) - '
+                     'sum(increase(candor_scope_total{in_scope="true"}[1h])) / '
+                     'sum(increase(candor_scope_total{in_scope=~"true|false"}[1h]))')
+    assert traffic == 'sum(increase(candor_scope_total{in_scope=~"true|false"}[1h]))'
+    assert re.search(r"\) > 0\.1 and .*\) > 20$", a.expr)
+    doc = (REPO / "docs" / "operations.md").read_text()
+    assert "## Scope: traffic the calibration never saw" in doc
+    assert "CandorTrafficOutOfScope" in doc
 
 
 def test_promtool_accepts_config_and_rules() -> None:

@@ -24,11 +24,14 @@ from candor_client.errors import (
 from candor_client.models import (
     Answer,
     Calibration,
+    CalibrationProfile,
     CalibrationRef,
+    CalibrationScope,
     FeedbackResult,
     Health,
     Policy,
     PromiseStatus,
+    ScopeReport,
     Score,
     Signals,
     StageReport,
@@ -38,10 +41,10 @@ from candor_client.models import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Answer", "AsyncCandorClient", "BadRequestError", "Calibration", "CalibrationRef",
-    "CandorAPIError", "CandorClient", "CandorConnectionError", "CandorError",
-    "CandorTimeoutError", "DeadlineExceededError", "FeedbackResult", "Health",
-    "InternalServerError", "NotFoundError", "OverloadedError", "Policy", "PromiseStatus",
-    "Score", "Signals",
-    "StageReport", "UnauthorizedError", "UnavailableError", "Usage", "__version__",
+    "Answer", "AsyncCandorClient", "BadRequestError", "Calibration", "CalibrationProfile",
+    "CalibrationRef", "CalibrationScope", "CandorAPIError", "CandorClient",
+    "CandorConnectionError", "CandorError", "CandorTimeoutError", "DeadlineExceededError",
+    "FeedbackResult", "Health", "InternalServerError", "NotFoundError", "OverloadedError",
+    "Policy", "PromiseStatus", "ScopeReport", "Score", "Signals", "StageReport",
+    "UnauthorizedError", "UnavailableError", "Usage", "__version__",
 ]

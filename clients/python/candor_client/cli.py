@@ -23,9 +23,13 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABSTAINED = 0, 1, 2, 3
 def confidence_line(ans: Answer) -> str:
     """One readable line: confidence, calibration, where the cascade decided, cost, id.
 
-    It is always the last line printed (the answer above it may span several lines).
+    It is always the last line printed (the answer above it may span several lines). A
+    request outside its profile's scope says so: no risk is promised for it.
     """
     cal = "calibrated" if ans.calibrated else "uncalibrated"
+    sc = ans.scope
+    if sc.tested and sc.in_scope is False:
+        cal += f"; out of scope: nearest {sc.profile}, p = {sc.p_value} < {sc.level}, no promise"
     stage = next((s.name for s in ans.stages if s.stage == ans.stage_reached), "?")
     ms = sum(s.ms for s in ans.stages)
     return (f"confidence: {ans.confidence:.2f} ({cal}) | decided at stage {ans.stage_reached} "

@@ -27,6 +27,7 @@ class Policy(BaseModel):
     abstain_threshold: float | None = Field(default=None, ge=0, le=1)
     run_all: bool = False
     profile: str | None = Field(default=None, min_length=1, max_length=64)
+    out_of_scope: Literal["abstain", "serve"] | None = None
     audit_rate: float | None = Field(default=None, ge=0, le=1)
 
 
@@ -68,6 +69,27 @@ class TokenLogprob(_Model):
     top_logprobs: list[float]
 
 
+class ScopeReport(_Model):
+    """The request's scope test: is it drawn like the calibration questions of the
+    profile that decided it? Out of scope (``in_scope`` false), no risk is promised.
+
+    ``tested`` false: no scope test ran (uncalibrated, or an artifact without one; also
+    what an older server, which sends no ``scope``, reads as). ``p_value`` below ``level``
+    is out of scope; ``candidates``: the request-side p-value of each profile considered.
+    """
+
+    tested: bool
+    profile: str | None = None
+    p_value: float | None = None
+    level: float | None = None
+    in_scope: bool | None = None
+    candidates: dict[str, float] = Field(default_factory=dict)
+
+
+def _untested() -> ScopeReport:
+    return ScopeReport(tested=False)
+
+
 class CalibrationRef(_Model):
     """Which calibration decided and what it promises (``target_risk`` null: no promise,
     ``reason`` says why)."""
@@ -105,6 +127,7 @@ class Answer(_Model):
     stages: list[StageReport]
     skipped: list[str] = Field(default_factory=list)
     calibration: CalibrationRef
+    scope: ScopeReport = Field(default_factory=_untested)
     audit: bool = False
     audit_rate: float = 0.0
     samples: list[Sample] | None = None
@@ -119,6 +142,7 @@ class Score(_Model):
     confidence: float | None
     calibrated: bool
     profile: str | None = None
+    scope: ScopeReport = Field(default_factory=_untested)
     signals: Signals
     stages: list[StageReport]
     skipped: list[str] = Field(default_factory=list)
@@ -147,18 +171,64 @@ class PromiseStatus(_Model):
     upper: float | None = None
 
 
+class CalibrationScope(_Model):
+    """A profile's scope test: a request whose p-value against the profile's calibration
+    questions is below ``level`` is out of scope, and nothing is promised for it.
+
+    ``components``: what the test compares (question similarity, question and answer
+    length); ``k``: nearest neighbours in the similarity; ``bank`` / ``reference``: how
+    many calibration questions it compares with / ranks p-values against; ``heldout``:
+    how many held-out calibration questions it kept in scope.
+    """
+
+    level: float
+    components: list[str] = Field(default_factory=list)
+    k: int | None = None
+    bank: int | None = None
+    reference: int | None = None
+    fitted: str | None = None
+    heldout: dict[str, Any] | None = None
+
+
+class CalibrationProfile(_Model):
+    """One calibration profile served: its artifact and its promise.
+
+    ``scope``: the profile's scope test (None: it has none, so it promises nothing). The
+    other fields (delta, supported target risks, thresholds, pinned settings, held-out
+    metrics) are kept as extra fields: read them with ``model_extra`` or ``model_dump()``,
+    or by key (``profile["delta"]``) as when these summaries were plain dicts.
+    """
+
+    calibrated: bool = True
+    id: str | None = None
+    profile: str | None = None
+    tasks: list[str] = Field(default_factory=list)
+    promise: str | None = None
+    scope: CalibrationScope | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        """Any field by key, as the JSON has it (nested models as dicts)."""
+        data = self.model_dump(mode="json")
+        if key not in data:
+            raise KeyError(key)
+        return data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.model_dump(mode="json").get(key, default)
+
+
 class Calibration(_Model):
     """``GET /v1/calibration``: the profiles served (``calibrated=False`` if none).
 
-    ``calibrations``: each profile's artifact summary and promise; ``skipped``: shipped
-    profiles not served and why.
-    The summary's other fields (id, target risk, thresholds, held-out metrics) are kept
-    as extra fields: read them with ``model_extra`` or ``model_dump()``. ``profiles``: the
-    live verdict per profile and artifact (drift and per-target-risk detail as extras).
+    ``calibrations``: each profile's artifact summary, promise and scope test;
+    ``skipped``: shipped profiles not served and why. With exactly one profile the server
+    also puts its summary at the top level, kept as extra fields (``model_extra``).
+    ``profiles``: the live verdict per profile and artifact (drift and per-target-risk
+    detail as extras).
     """
 
     calibrated: bool
-    calibrations: list[dict[str, Any]] = []
+    calibrations: list[CalibrationProfile] = []
     skipped: list[str] = []
     profiles: list[PromiseStatus] = []
 

@@ -15,6 +15,22 @@ import httpx
 import pytest
 
 BASE = "http://candor.test"
+UNTESTED = {"tested": False, "profile": None, "p_value": None, "level": None,
+            "in_scope": None, "candidates": {}}
+
+
+def out_of_scope_body(question: str) -> dict[str, Any]:
+    """A calibrated server's answer to a request outside every profile's scope."""
+    reason = ("out_of_scope: the request is outside the scope of every calibration profile; "
+              "the nearest is factual (p = 0.0283 < level 0.05); it is not drawn like the "
+              "questions the promise was calibrated on, so no error rate is promised")
+    return {**answer_body(question, abstained=True), "reason": "out_of_scope",
+            "calibrated": True,
+            "calibration": {"calibrated": True, "id": "factual-2", "profile": "factual",
+                            "target_risk": None, "delta": 0.1, "threshold": 0.8,
+                            "reason": reason},
+            "scope": {"tested": True, "profile": "factual", "p_value": 0.0283, "level": 0.05,
+                      "in_scope": False, "candidates": {"factual": 0.0283, "math": 0.0189}}}
 
 
 def answer_body(question: str, abstained: bool = False) -> dict[str, Any]:
@@ -33,7 +49,7 @@ def answer_body(question: str, abstained: bool = False) -> dict[str, Any]:
             {"name": "consistency", "stage": 1, "confidence": 0.92, "ms": 500.0, "tokens": 40,
              "informative": True, "note": None},
         ],
-        "skipped": [], "calibration": {"calibrated": False, "id": None},
+        "skipped": [], "calibration": {"calibrated": False, "id": None}, "scope": UNTESTED,
         "samples": None, "logprobs": None,
         "usage": {"prompt_tokens": 12, "completion_tokens": 44, "total_tokens": 56},
         "question_echo": question,
@@ -55,7 +71,8 @@ class FakeServer:
             ("POST", "/v1/answer"): self._answer,
             ("POST", "/v1/score"): lambda r: httpx.Response(200, json={
                 "object": "candor.score", "confidence": 0.7, "calibrated": False,
-                "signals": {"consistency": 0.75}, "stages": [], "skipped": ["token: missing"]}),
+                "scope": UNTESTED, "signals": {"consistency": 0.75}, "stages": [],
+                "skipped": ["token: missing"]}),
             ("POST", "/v1/feedback"): lambda r: httpx.Response(
                 200, json={"id": json.loads(r.content)["id"], "stored": True}),
             ("GET", "/v1/calibration"): lambda r: httpx.Response(

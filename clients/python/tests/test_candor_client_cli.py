@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from conftest import BASE, FakeServer, answer_body, error
+from conftest import BASE, FakeServer, answer_body, error, out_of_scope_body
 
 from candor_client import CandorClient
 from candor_client.cli import EXIT_ABSTAINED, EXIT_ERROR, EXIT_OK, main
@@ -34,6 +34,16 @@ def test_abstention_has_its_own_exit_code(server: FakeServer,
     assert out.startswith("[abstained: low_confidence] best guess: Paris")
     assert run(server, ["ask", "unsure: again", "--json"]) == EXIT_ABSTAINED
     assert json.loads(capsys.readouterr().out)["abstained"] is True
+
+
+def test_an_out_of_scope_request_says_so(server: FakeServer,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    server.queue = [httpx.Response(200, json=out_of_scope_body("q"))]
+    assert run(server, ["ask", "q"]) == EXIT_ABSTAINED
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("[abstained: out_of_scope] best guess: Paris")
+    assert out[-1].startswith("confidence: 0.31 (calibrated; out of scope: nearest factual, "
+                              "p = 0.0283 < 0.05, no promise) | decided at stage 1")
 
 
 def test_errors_exit_1_with_a_message(server: FakeServer,

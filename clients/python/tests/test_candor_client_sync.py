@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from conftest import BASE, FakeServer, error
+from conftest import BASE, FakeServer, answer_body, error, out_of_scope_body
 
 from candor_client import (
     BadRequestError,
@@ -47,6 +47,51 @@ def test_abstention_is_a_value_not_an_error(server: FakeServer) -> None:
     assert ans.abstained and ans.reason == "low_confidence"
 
 
+def test_the_scope_verdict_and_the_out_of_scope_policy(server: FakeServer) -> None:
+    older = {k: v for k, v in answer_body("q").items() if k != "scope"}
+    server.queue = [httpx.Response(200, json=out_of_scope_body("q")),
+                    httpx.Response(200, json=older)]
+    with make(server) as c:
+        out = c.answer("q", policy={"out_of_scope": "abstain"})
+        sent = server.last_json()
+        old = c.answer("q")  # a server older than the scope test sends no scope
+        with pytest.raises(ValueError, match="out_of_scope"):
+            c.answer("q", policy={"out_of_scope": "maybe"})
+    assert sent["policy"] == {"out_of_scope": "abstain"}
+    assert out.abstained and out.reason == "out_of_scope" and out.calibrated
+    assert out.calibration.target_risk is None
+    assert (out.calibration.reason or "").startswith("out_of_scope:")
+    scope = out.scope
+    assert scope.tested and scope.in_scope is False and scope.profile == "factual"
+    assert (scope.p_value, scope.level) == (0.0283, 0.05)
+    assert scope.candidates == {"factual": 0.0283, "math": 0.0189}
+    assert not old.scope.tested and old.scope.in_scope is None and old.scope.candidates == {}
+    assert len(server.requests) == 2
+
+
+def test_calibration_profiles_carry_their_scope_test(server: FakeServer) -> None:
+    test = {"level": 0.05, "components": ["similarity", "question_length", "answer_length"],
+            "k": 5, "bank": 105, "reference": 105, "fitted": "fit split (seed 2)",
+            "heldout": {"level": 0.05, "heldout_in_scope": "175/180"}}
+    factual = {"calibrated": True, "id": "factual-2", "profile": "factual",
+               "tasks": ["factual"], "promise": "with probability >= 0.9, ...", "delta": 0.1,
+               "scope": test}
+    math = {**factual, "id": "math-1", "profile": "math", "tasks": ["math"], "scope": None}
+    server.queue = [httpx.Response(200, json={"calibrated": True, "id": None,
+                                              "calibrations": [factual, math]})]
+    with make(server) as c:
+        cal = c.calibration()
+    fact, old = cal.calibrations
+    assert fact.scope is not None and fact.scope.level == 0.05 and fact.scope.bank == 105
+    assert fact.scope.heldout == {"level": 0.05, "heldout_in_scope": "175/180"}
+    assert old.profile == "math" and old.scope is None  # an artifact without a scope test
+    assert fact.model_extra == {"delta": 0.1}
+    # read by key, as when the summaries were plain dicts
+    assert fact["delta"] == 0.1 and fact["scope"] == test and fact.get("nope", 1) == 1
+    with pytest.raises(KeyError):
+        fact["nope"]
+
+
 def test_bad_policy_fails_before_sending(server: FakeServer) -> None:
     with make(server) as c, pytest.raises(ValueError, match="max_stage"):
         c.answer("q", policy={"max_stage": 7})
@@ -59,7 +104,7 @@ def test_score_feedback_calibration_health(server: FakeServer) -> None:
         fb = c.feedback("ans_0123", True)
         cal = c.calibration()
         h = c.health()
-    assert sc.confidence == 0.7 and sc.signals.consistency == 0.75
+    assert sc.confidence == 0.7 and sc.signals.consistency == 0.75 and not sc.scope.tested
     assert fb.id == "ans_0123" and fb.stored
     assert cal.calibrated is False and cal.model_extra == {"reason": "no artifact loaded"}
     assert h.live and h.ready and h.model == "SmolLM2-135M-Instruct"

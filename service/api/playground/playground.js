@@ -78,6 +78,7 @@ function render(d) {
   answer.title = d.abstained ? "the model's best answer, withheld" : "";
   $("withheld").hidden = !d.abstained;
   renderGauge(d.confidence, d.calibration.threshold);
+  renderScope(d.scope, d.calibration);
   renderPromise(d.calibration);
   renderStages(d.stages);
   const flags = [`homogeneous: ${d.signals.homogeneous ?? "n/a"}`,
@@ -111,6 +112,37 @@ function renderPromise(c) {
     p.className = "promise none";
     p.textContent = c.reason ? `No promise for this answer. ${capitalise(c.reason)}.`
       : "Uncalibrated: the confidence is a score, not a promise.";
+  }
+}
+
+// A p-value or level as text: two significant digits, more where two would make
+// "p = 0.05 < 0.05" out of a p-value just below the level.
+function fmtP(x, other) {
+  if (x == null) return "n/a";
+  const short = String(Number(x.toPrecision(2)));
+  return other != null && short === String(Number(other.toPrecision(2))) ? String(x) : short;
+}
+
+function renderScope(s, c) {
+  const row = $("scope-row");
+  const badge = $("scope");
+  // No test ran: nothing to show when uncalibrated; the promise line says why otherwise.
+  row.hidden = !s || (!s.tested && !c.calibrated);
+  if (row.hidden) return;
+  const others = Object.entries(s.candidates || {});
+  badge.title = others.length
+    ? `p-value per profile considered: ${others.map(([n, p]) => `${n} ${p}`).join(", ")}`
+    : "";
+  if (!s.tested) {
+    badge.className = "badge scope untested";
+    badge.textContent = "scope not tested — no promise";
+  } else if (s.in_scope) {
+    badge.className = "badge scope in";
+    badge.textContent = `in scope of ${s.profile} (p = ${fmtP(s.p_value)})`;
+  } else {
+    badge.className = "badge scope out";
+    badge.textContent = `out of scope: nearest ${s.profile} ` +
+      `(p = ${fmtP(s.p_value, s.level)} < ${fmtP(s.level)}) — no promise`;
   }
 }
 
