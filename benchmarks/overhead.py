@@ -39,7 +39,7 @@ async def main(max_tokens: int, rounds: int) -> None:
 
     from service.signals.embedder import Embedder
 
-    settings = Settings(top_logprobs=5, max_inflight=64, calibration="none")
+    settings = Settings(top_logprobs=5, max_inflight=64, admission="fixed", calibration="none")
     engine = await start_engine(settings)
     served = await serve_in_process(settings, engine)
     scoped = await serve_in_process(settings.model_copy(update={"calibration": "builtin"}),

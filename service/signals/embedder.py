@@ -5,6 +5,10 @@ The embedded default is all-MiniLM-L6-v2 from the PyPI package
 
 No progress bar by default: sentence-transformers draws one per ``encode`` call whenever
 logging is at INFO, which in the server means one into the log on every request.
+
+``encode`` batches concurrent callers: texts that arrive while a batch is being encoded
+wait for the next one, which then encodes them all in one model call (the scope test
+embeds every request, so at 8 requests in flight one call replaces eight).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class Embedder:
         self.model = SentenceTransformer(str(self.path), device="cpu")
         self.progress = progress
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candor-embed")
+        self._pending: list[tuple[list[str], asyncio.Future[np.ndarray]]] = []
+        self._worker: asyncio.Task[None] | None = None
 
     def encode_sync(self, texts: list[str]) -> np.ndarray:
         return np.asarray(
@@ -44,4 +50,27 @@ class Embedder:
 
     async def encode(self, texts: list[str]) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.encode_sync, texts)
+        fut: asyncio.Future[np.ndarray] = loop.create_future()
+        self._pending.append((list(texts), fut))
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        """Encode what is pending, one batch at a time, until nothing is."""
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            flat = [t for texts, _ in batch for t in texts]
+            try:
+                vecs = await loop.run_in_executor(self._pool, self.encode_sync, flat)
+            except Exception as exc:  # noqa: BLE001 - every waiter gets the model's error
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            start = 0
+            for texts, fut in batch:
+                if not fut.done():  # a cancelled caller is skipped
+                    fut.set_result(vecs[start:start + len(texts)])
+                start += len(texts)

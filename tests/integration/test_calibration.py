@@ -23,6 +23,7 @@ from service.calibration.collect import CollectSettings, collect
 from service.calibration.pinning import ServingSettings
 from service.calibration.records import to_records
 from service.labelled.ladder import arithmetic_ladder
+from service.signals.embedder import Embedder
 from tests.integration.conftest import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,8 @@ def ci_artifact(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactor
     records = to_records(items, responses, None)
     return build_artifact(records, dataset="ladder", settings=serving, seed=0, delta=0.1,
                           holdout=0.3, alphas=ALPHAS, default_alpha=0.5,
-                          collect={"max_tokens": CFG.max_tokens, "max_stage": 0})
+                          collect={"max_tokens": CFG.max_tokens, "max_stage": 0},
+                          embed=Embedder().encode_sync)  # the scope test as candor's CLI fits it
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +89,29 @@ def test_calibrated_server_reports_and_abstains(calibrated_server: LiveServer,
         # the artifact pins the engine's own chat template, checked when it started
         assert info["settings"]["chat_template"] == info["serving"]["chat_template"]
         assert info["settings"]["chat_template"] is not None
-        hard = [it for it in arithmetic_ladder(24, seed=5) if it.meta["digits"] in ("3", "4")]
+        # drawn like the calibration set (1- and 2-digit rungs): in its scope, bar the few
+        # a scope test at level 0.05 turns away by design
+        hard = [it for it in arithmetic_ladder(24, seed=5) if it.meta["digits"] == "2"]
         easy = [it for it in arithmetic_ladder(24, seed=5) if it.meta["digits"] == "1"]
-        decisions = []
+        decisions, in_scope = [], 0
         for it in easy[:3] + hard[:5]:
             r = c.post("/v1/answer", json={"question": it.question, "max_tokens": 12,
                                            "policy": {"max_stage": 0}})
             assert r.status_code == 200, r.text
             b = r.json()
             assert b["calibrated"] and b["calibration"]["id"] == ci_artifact.id
+            if not b["scope"]["in_scope"]:
+                assert b["calibration"]["reason"].startswith("out_of_scope:"), b
+                continue
+            in_scope += 1
             assert b["calibration"]["target_risk"] == ci_artifact.default_alpha, b["calibration"]
             if b["abstained"]:
                 assert b["reason"] in ("low_confidence", "hopeless") and b["answer"].strip()
             decisions.append(b["decision"])
-        assert "abstain" in decisions
+        assert in_scope >= 6 and "abstain" in decisions
+        far = c.post("/v1/answer", json={"question": "What is 4821 x 3907 - 1234 x 5678?",
+                                         "max_tokens": 12, "policy": {"max_stage": 0}}).json()
+        assert far["reason"] == "out_of_scope" and far["calibration"]["target_risk"] is None
         low = c.post("/v1/answer", json={"question": "What is 1 + 1?", "max_tokens": 8,
                                          "policy": {"max_stage": 0, "target_risk": 0.001}})
         assert low.status_code == 400 and low.json()["error"]["param"] == "policy.target_risk"
@@ -108,7 +119,8 @@ def test_calibrated_server_reports_and_abstains(calibrated_server: LiveServer,
         other = c.post("/v1/answer", json={"question": "What is 2 + 2?", "max_tokens": 8,
                                            "policy": {"max_stage": 0}}).json()
         assert other["calibration"]["target_risk"] is None
-        assert other["calibration"]["reason"].startswith("settings: max_tokens=8")
+        assert other["calibration"]["reason"].startswith(
+            "settings: max_tokens=8" if other["scope"]["in_scope"] else "out_of_scope:")
 
 
 @pytest.mark.parametrize("change, needle", [

@@ -2,7 +2,8 @@
 setting at all, serves the shipped `math` and `factual` profiles on the real engine.
 
 "What is 3 + 4?" is answered with a stated target risk, a 4-digit product abstains, a
-factual completion goes to the factual profile, and a question no profile covers says so.
+held-out factual completion keeps the factual promise, and what neither profile was
+calibrated on ("hello", a poem, a bare factual phrase) gets no promise, with the reason.
 """
 
 from __future__ import annotations
@@ -68,17 +69,46 @@ def test_what_is_3_plus_4_is_answered_with_a_promise(served: httpx.Client) -> No
 def test_a_four_digit_product_abstains(served: httpx.Client) -> None:
     b = served.post("/v1/answer", json={"question": "What is 4821 x 3907?"}).json()
     assert b["calibrated"] and b["calibration"]["profile"] == "math", b
-    assert b["calibration"]["target_risk"] is not None
-    assert b["abstained"] and b["reason"] in ("hopeless", "low_confidence"), b
+    # at the edge of the math profile's scope (p ~ 0.09 by its wording and length): in
+    # scope it abstains under the promise, out of it (a long answer) by the scope test
+    assert b["abstained"] and b["reason"] in ("hopeless", "low_confidence", "out_of_scope"), b
+    assert (b["calibration"]["target_risk"] is not None) is b["scope"]["in_scope"], b
     print(f"\nSHIPPED 4821x3907: {b['answer']!r} confidence {b['confidence']:.3f} stage "
-          f"{b['stage_reached']}")
+          f"{b['stage_reached']} scope {b['scope']}")
+
+
+# a qa-wikidata completion from the factual profile's held-out split (benchmarks/scope.py:
+# in scope at p = 0.97 there), asked as a client would: no task, no policy
+HELD_OUT_FACTUAL = ("Complete the sentence with a short answer: The country of citizenship of "
+                    "Karl Böhm is ...")
+
+
+def test_a_held_out_factual_completion_keeps_the_factual_promise(served: httpx.Client) -> None:
+    b = served.post("/v1/answer", json={"question": HELD_OUT_FACTUAL}).json()
+    assert b["scope"]["profile"] == b["calibration"]["profile"] == "factual", b["scope"]
+    assert b["scope"]["in_scope"] and b["scope"]["candidates"]["math"] < 0.05, b["scope"]
+    assert b["calibration"]["target_risk"] == 0.5 and b["calibration"]["reason"] is None
+
+
+@pytest.mark.parametrize("question", ["hello", "Write a short poem about autumn."])
+def test_what_no_profile_was_calibrated_on_gets_no_promise(served: httpx.Client,
+                                                          question: str) -> None:
+    b = served.post("/v1/answer", json={"question": question}).json()
+    assert b["calibration"]["target_risk"] is None, b["calibration"]
+    why = b["calibration"]["reason"]
+    assert why.startswith("out_of_scope:") and "every calibration profile" in why, why
+    assert b["abstained"] and b["reason"] == "out_of_scope" and b["stage_reached"] == 0
+    assert b["scope"]["in_scope"] is False and b["scope"]["p_value"] < b["scope"]["level"]
+    print(f"\nSHIPPED {question!r}: {b['answer']!r} scope {b['scope']}")
 
 
 def test_factual_and_uncovered_questions(served: httpx.Client) -> None:
+    # task factual names the profile, but this is no completion like its calibration set
     b = served.post("/v1/answer", json={"question": "The capital of France is",
                                         "task": "factual"}).json()
     assert b["calibrated"] and b["calibration"]["profile"] == "factual", b
-    assert b["calibration"]["target_risk"] is not None
+    assert b["calibration"]["target_risk"] is None and b["reason"] == "out_of_scope"
+    assert "outside the scope of calibration profile factual" in b["calibration"]["reason"]
     b = served.post("/v1/answer", json={"question": "Write a haiku.", "task": "open",
                                         "policy": {"max_stage": 0}, "max_tokens": 8}).json()
     assert b["calibrated"] is False and "no calibration profile covers task 'open'" in (
