@@ -294,12 +294,15 @@ def scope_embedder(args: argparse.Namespace) -> Embed | None:
 
 
 def alpha_or_auto(text: str) -> float | None:
-    if text == "auto":
-        return None
+    return None if text == "auto" else open_unit(text, "a number or 'auto'")
+
+
+def open_unit(text: str, what: str = "a number") -> float:
+    """A number in (0, 1), or an argparse error naming the value."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
     return value
@@ -320,7 +323,7 @@ def add_calibrate_parser(sub: Any) -> None:
                    help="fitted: single-cluster questions are fitted like the others (the "
                    "data decide what homogeneity says); fallback: such a stage keeps the "
                    "stage-0 confidence")
-    p.add_argument("--scope-level", type=float, default=DEFAULT_LEVEL,
+    p.add_argument("--scope-level", type=open_unit, default=DEFAULT_LEVEL,
                    help="the scope test's level, fixed before fitting: a request whose "
                    "p-value is below it is out of the profile's scope (no promise)")
     p.add_argument("--scope-components", nargs="+", choices=COMPONENTS, default=None,

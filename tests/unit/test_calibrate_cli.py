@@ -73,3 +73,16 @@ def test_serving_settings_round_trip_and_fingerprint() -> None:
     assert s.fingerprint() != other.fingerprint()
     # per-request fields do not change the fingerprint the collect cache keys on
     assert s.fingerprint() == s.model_copy(update={"answer_max_tokens": 7}).fingerprint()
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--scope-level", "2"], "argument --scope-level: 2 is not in (0, 1)"),
+    (["--scope-level", "x"], "argument --scope-level: 'x' is not a number"),
+    (["--scope-components", "topic"], "argument --scope-components: invalid choice: 'topic'"),
+])
+def test_bad_scope_flags_are_one_line(flags: list[str], needle: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli(["calibrate", "--dataset", "gsm8k", *flags])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and needle in err and "Traceback" not in err, err
