@@ -121,26 +121,17 @@ class Cascade:
             risk, why = None, mismatch
         return PolicyChoice(policy, risk, why)
 
-    def _max_tokens(self, req: schemas.AnswerRequest, model: ConfidenceModel) -> int:
-        """The answer's max_tokens: the request's, else its profile's pin, else the default."""
-        pinned = model.answer_max_tokens if self.profile_max_tokens else None
-        max_tokens = req.max_tokens or pinned or self.default_max_tokens
-        if max_tokens > self.max_tokens_limit:
-            raise BadRequest(f"max_tokens must be <= {self.max_tokens_limit}", param="max_tokens")
-        return max_tokens
-
-    def _messages(self, req: schemas.AnswerRequest, task: str) -> list[ChatMessage]:
-        return build_messages(with_instruction(req.question, task, self.math_instruction),
-                              req.system, req.context)
-
-    async def plan(self, req: schemas.AnswerRequest, rid: str) -> Plan:
+    async def plan(self, req: schemas.AnswerRequest) -> Plan:
         """Everything decided about a request before generation, once (``Plan``)."""
         hint = resolve_task(req.task, req.question)
         # held for the whole request: a hot reload never changes it midway
         route = await routing.route(self.profiles.candidates(req.policy.profile, req.task),
                                     req.question, req.context, hint, self.providers.embed)
         model = route.model
-        max_tokens = self._max_tokens(req, model)
+        pinned = model.answer_max_tokens if self.profile_max_tokens else None
+        max_tokens = req.max_tokens or pinned or self.default_max_tokens
+        if max_tokens > self.max_tokens_limit:
+            raise BadRequest(f"max_tokens must be <= {self.max_tokens_limit}", param="max_tokens")
         asked = min(
             self.default_max_stage,
             req.policy.max_stage if req.policy.max_stage is not None else MAX_STAGE,
@@ -155,75 +146,33 @@ class Cascade:
         audit = self.rng.random() < audit_rate
         budget_ms = min(req.policy.budget_ms or self.max_budget_ms, self.max_budget_ms)
         return Plan(
-            rid=rid, route=route, choice=choice, max_tokens=max_tokens, asked=asked,
-            decide_at=decide_at,
+            rid=f"ans_{uuid.uuid4().hex[:24]}", route=route, choice=choice,
+            max_tokens=max_tokens, asked=asked, decide_at=decide_at,
             run_to=asked if audit else decide_at,  # audited: every stage, for the record
             audit=audit, audit_rate=audit_rate, budget_ms=budget_ms,
             deadline=time.perf_counter() + budget_ms / 1000.0,
             out_of_scope=req.policy.out_of_scope or self.out_of_scope,
-            messages=self._messages(req, route.task))
-
-    def _guess(self, req: schemas.AnswerRequest) -> tuple[list[ChatMessage], int] | None:
-        """The prompt routing will most likely choose (the task the regex hints at), when
-        routing has to embed the request and the answer's max_tokens is the same whichever
-        profile is chosen; the greedy pass then starts while the request is embedded."""
-        try:
-            cands = self.profiles.candidates(req.policy.profile, req.task)
-            max_tokens = {self._max_tokens(req, m) for m in cands}
-        except BadRequest:  # the plan raises it, with the same message
-            return None
-        if len(max_tokens) != 1 or not any(
-                m.scope is not None and m.scope.needs_embedding for m in cands):
-            return None
-        return self._messages(req, resolve_task(req.task, req.question)), max_tokens.pop()
-
-    async def _greedy(self, plan: Plan, started: float, tag: str = "",
-                      running: asyncio.Future[Generation] | None = None,
-                      on_delta: OnDelta | None = None) -> tuple[Generation, float]:
-        """The greedy pass under the request's deadline (``running``: already started)."""
-        try:
-            async with asyncio.timeout_at(_loop_deadline(plan.deadline)):
-                greedy = await (running if running is not None else self.providers.greedy(
-                    plan.messages, plan.max_tokens, plan.rid + tag, on_delta))
-        except TimeoutError as exc:
-            raise DeadlineExceeded(
-                f"budget_ms={plan.budget_ms} ran out before the first answer was generated",
-                param="policy.budget_ms",
-            ) from exc
-        return greedy, (time.perf_counter() - started) * 1000
-
-    async def _plan_and_generate(self, req: schemas.AnswerRequest, rid: str,
-                                 on_delta: OnDelta | None) -> tuple[Plan, Generation, float]:
-        """Plan, then the greedy pass; without live streaming, the pass on the guessed
-        prompt runs while routing embeds the request, and is redone (under another id)
-        only when routing chose another prompt."""
-        guess = None if on_delta is not None else self._guess(req)
-        if guess is None:
-            plan = await self.plan(req, rid)
-            await self.providers.check_prompt(plan.messages, plan.max_tokens)
-            return (plan, *await self._greedy(plan, time.perf_counter(), on_delta=on_delta))
-        messages, max_tokens = guess
-        await self.providers.check_prompt(messages, max_tokens)
-        t0 = time.perf_counter()
-        running = asyncio.ensure_future(self.providers.greedy(messages, max_tokens, rid))
-        running.add_done_callback(_retrieved)  # a pass given up on may fail unobserved
-        try:
-            plan = await self.plan(req, rid)
-            if plan.messages == messages and plan.max_tokens == max_tokens:
-                return (plan, *await self._greedy(plan, t0, running=running))
-        except BaseException:
-            running.cancel()
-            raise
-        running.cancel()  # routing chose another prompt: this pass answers nothing
-        await self.providers.check_prompt(plan.messages, plan.max_tokens)
-        return (plan, *await self._greedy(plan, time.perf_counter(), tag="-r"))
+            messages=build_messages(
+                with_instruction(req.question, route.task, self.math_instruction),
+                req.system, req.context))
 
     async def answer(self, req: schemas.AnswerRequest,
                      on_delta: OnDelta | None = None) -> schemas.AnswerResponse:
         """Run the cascade; ``on_delta`` (live streaming) receives the greedy pass as it is
         generated, and the stages then continue from its final completion."""
-        plan, greedy, g_ms = await self._plan_and_generate(
-            req, f"ans_{uuid.uuid4().hex[:24]}", on_delta)
+        plan = await self.plan(req)
+        await self.providers.check_prompt(plan.messages, plan.max_tokens)
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout_at(_loop_deadline(plan.deadline)):
+                greedy = await self.providers.greedy(plan.messages, plan.max_tokens, plan.rid,
+                                                     on_delta)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"budget_ms={plan.budget_ms} ran out before the first answer was generated",
+                param="policy.budget_ms",
+            ) from exc
+        g_ms = (time.perf_counter() - t0) * 1000
         comp = greedy.completions[0]
         scope = plan.route.report(comp.text)
         choice, forced = _scoped(plan, scope)
@@ -370,11 +319,6 @@ def _scoped(plan: Plan, scope: schemas.ScopeReport) -> tuple[PolicyChoice, str |
     why = routing.out_of_scope_reason(plan.route, scope)
     choice = PolicyChoice(plan.choice.policy, None, why)
     return choice, ("out_of_scope" if plan.out_of_scope == "abstain" else None)
-
-
-def _retrieved(fut: asyncio.Future[Generation]) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
 
 def _pick(value: float | None, default: float) -> float:
