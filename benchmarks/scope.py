@@ -90,7 +90,8 @@ async def main(args: argparse.Namespace) -> None:
     for r, resp in zip(requests, responses, strict=True):
         by_set.setdefault(r.set, []).append((r, resp))
     report = {"sets": summarise(by_set, settings),
-              "components": component_table(by_set, args.cache_dir, embedder.encode_sync)}
+              "components": component_table(by_set, args.cache_dir, embedder.encode_sync,
+                                            settings)}
     print(json.dumps(report, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

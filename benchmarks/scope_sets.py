@@ -130,11 +130,11 @@ def _fit_records(model: CalibratedModel, cache: Path) -> tuple[list[str], list[s
 
 
 def component_table(by_set: dict[str, list[tuple[Request, dict[str, Any]]]], cache_dir: Path,
-                    embed: Embed) -> dict[str, Any]:
+                    embed: Embed, settings: Settings) -> dict[str, Any]:
     """Share kept (held-out of the profile) and let through (the out-of-scope sets) per
     profile and candidate component set, each fitted on the profile's fit split."""
     table: dict[str, Any] = {}
-    for model in profiles_of(Settings()):
+    for model in profiles_of(settings):
         cache = cache_dir / f"{model.spec.dataset}.jsonl"
         if not cache.exists() or model.spec.scope is None:
             continue

@@ -104,7 +104,8 @@ def fit_scope_on(records: Sequence[Record], embed: Embed | None, level: float, s
     texts (a decision log without ``log_text``), or too few questions to ever reject at
     ``level``. Without a scope test a server promises nothing with the artifact."""
     if not records or not all(r.question for r in records):
-        return None, "the questions carry no text"
+        return None, ("the questions carry no text: a decision log written with "
+                      "CANDOR_LOG_TEXT off")
     if components is None:
         components = COMPONENTS if embed is not None else ("question_length", "answer_length")
     try:

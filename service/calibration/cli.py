@@ -242,10 +242,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         records, labels = to_records(items, responses, make_encoder(items)), "dataset"
         name = Path(args.dataset).stem
     print_feasibility(records, args.alphas)
-    texts = bool(records) and all(r.question for r in records)
-    if not texts:
-        log.warning("the labelled decisions carry no question text (CANDOR_LOG_TEXT was off): "
-                    "the artifact gets no scope test, so a server promises nothing with it")
+    texts = bool(records) and all(r.question for r in records)  # else no embedder to load
     from service.calibration.artifact import save_artifact
     from service.calibration.build import build_artifact
 

@@ -4,7 +4,7 @@ Each candidate profile's scope test (``ScopeCheck``) gives the request a conform
 p-value before anything is generated (its text, its embedding). The request goes to the
 profile that accepts it (p >= its level) with the largest p-value; when none accepts, to
 the nearest one, without a promise. Once the greedy answer is known, the chosen profile's
-test is completed with it (``finish``): a request whose answer is unlike the calibration
+test is completed with it (``Route.report``): a request whose answer is unlike the calibration
 answers (a paragraph against one-line completions) is out of scope too.
 
 The arithmetic regex (``normalize.resolve_task``) only picks the prompt's instruction and
@@ -20,6 +20,7 @@ import numpy as np
 
 from service import schemas
 from service.cascade.policy import ConfidenceModel
+from service.signals.normalize import resolve_task
 
 EmbedAsync = Callable[[list[str]], Awaitable[np.ndarray]]
 
@@ -35,18 +36,13 @@ class Route:
     candidates: dict[str, float] = field(default_factory=dict)
     untested: str | None = None  # why no scope test ran for a calibrated model
 
-    @property
-    def tested(self) -> bool:
-        return self.stat is not None
-
-    def report(self, answer: str | None) -> schemas.ScopeReport:
-        """The scope report; with the greedy ``answer``, the full test's p-value."""
+    def report(self, answer: str) -> schemas.ScopeReport:
+        """The scope report: the full test's p-value, with the greedy ``answer``."""
         scope = self.model.scope
         if scope is None or self.stat is None:
             return schemas.ScopeReport(tested=False, profile=self.model.profile,
                                        candidates=self.candidates)
-        p = scope.p_full(self.stat, answer) if answer is not None else self.p_request
-        assert p is not None
+        p = scope.p_full(self.stat, answer)
         return schemas.ScopeReport(tested=True, profile=self.model.profile, p_value=round(p, 4),
                                    level=scope.level, in_scope=p >= scope.level,
                                    candidates=self.candidates)
@@ -57,9 +53,11 @@ def own_task(model: ConfidenceModel, hint: str) -> str:
     return model.tasks[0] if len(model.tasks) == 1 else hint
 
 
-async def route(candidates: Sequence[ConfidenceModel], question: str, context: str | None,
-                hint: str, embed: EmbedAsync | None) -> Route:
-    """The profile among ``candidates`` that decides, by the scope tests' p-values."""
+async def route(candidates: Sequence[ConfidenceModel], task: str, question: str,
+                context: str | None, embed: EmbedAsync | None) -> Route:
+    """The profile among ``candidates`` that decides, by the scope tests' p-values; the
+    request's ``task`` (``auto``: the regex's hint) where no profile's own task applies."""
+    hint = resolve_task(task, question)
     tested = [m for m in candidates if m.scope is not None]
     if not tested:  # uncalibrated, or artifacts without a scope test
         model = candidates[0]

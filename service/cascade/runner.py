@@ -32,7 +32,7 @@ from service.cascade.stages import MAX_STAGE, STAGE_CONF_KEYS, Stage
 from service.engine.protocol import ChatMessage, Generation
 from service.errors import BadRequest, DeadlineExceeded
 from service.signals.base import MissingInput, SignalContext, SignalResult
-from service.signals.normalize import normalize_answer, resolve_task
+from service.signals.normalize import normalize_answer
 
 
 @dataclass
@@ -123,10 +123,9 @@ class Cascade:
 
     async def plan(self, req: schemas.AnswerRequest) -> Plan:
         """Everything decided about a request before generation, once (``Plan``)."""
-        hint = resolve_task(req.task, req.question)
         # held for the whole request: a hot reload never changes it midway
         route = await routing.route(self.profiles.candidates(req.policy.profile, req.task),
-                                    req.question, req.context, hint, self.providers.embed)
+                                    req.task, req.question, req.context, self.providers.embed)
         model = route.model
         pinned = model.answer_max_tokens if self.profile_max_tokens else None
         max_tokens = req.max_tokens or pinned or self.default_max_tokens

@@ -11,7 +11,6 @@ from service.cascade.runner import Trace, add_result
 from service.cascade.stages import Stage
 from service.errors import BadRequest
 from service.signals.base import ContextProviders, MissingInput, SignalContext
-from service.signals.normalize import resolve_task
 
 
 def _missing(stage: Stage, ctx: SignalContext) -> list[str]:
@@ -24,9 +23,8 @@ async def score(
 ) -> schemas.ScoreResponse:
     if req.top_logprobs is not None and req.token_logprobs is None:
         raise BadRequest("top_logprobs needs token_logprobs", param="top_logprobs")
-    hint = resolve_task(req.task, req.question)
-    route = await routing.route(profiles.candidates(req.profile, req.task), req.question,
-                                req.context, hint, ctx_providers["embed_provider"])
+    route = await routing.route(profiles.candidates(req.profile, req.task), req.task,
+                                req.question, req.context, ctx_providers["embed_provider"])
     model, task = route.model, route.task
     ctx = SignalContext(
         question=req.question, task=task, answer=req.answer,
