@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    api_docs: bool = Field(default=False, description="Serve the interactive API docs at "
+                           "/docs and /redoc. Their pages load Swagger UI / ReDoc from a "
+                           "CDN (jsDelivr; fonts and icon from other sites), so they are "
+                           "blank offline; /openapi.json is always served.")
 
     # --- generation and cascade ---------------------------------------------------------
     default_max_tokens: int = Field(default=128, ge=1)
@@ -88,6 +92,11 @@ class Settings(BaseSettings):
         default="builtin", description="builtin (the shipped profiles, where they fit the "
         "serving settings), none, or artifact files/directories, comma-separated "
         "(service/calibration/profiles.py)")
+    calibration_dir: Path | None = Field(
+        default=None, description="The only place POST /v1/admin/calibration/reload may read "
+        "artifacts from (a path there resolves, symlinks followed, inside this directory; "
+        "relative paths start here). Unset: <cache_dir>/calibration. CANDOR_CALIBRATION, the "
+        "operator's own setting, is not limited by it.")
     out_of_scope: Literal["abstain", "serve"] = Field(
         default="abstain", description="What a request outside the scope of every calibration "
         "profile gets: abstain (reason out_of_scope: a client that follows `decision` never "
@@ -118,9 +127,18 @@ class Settings(BaseSettings):
         "(service/admission.py); fixed: max_inflight only.")
     admission_initial_limit: int = Field(default=4, ge=1, description="Where the adaptive "
                                          "limit starts (it grows while latency stays flat).")
+    max_inflight_feedback: int = Field(
+        default=8, ge=1, description="Labels (POST /v1/feedback) admitted at once, a fixed "
+        "pool of their own: a flood of labels gets 429 + Retry-After beyond it instead of "
+        "queueing in front of the decision log writer and the answers.")
     max_budget_ms: int = Field(default=120_000, ge=100)
     max_body_bytes: int = Field(default=256_000, ge=1024)
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Client keys (comma-separated): every /v1 route "
+        "but the admin ones.")
+    admin_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Admin keys (comma-separated): the /v1/admin "
+        "routes, and every client route too.")
     open_probes: bool = Field(default=True, description="healthz/readyz/metrics without a key.")
     decision_log: Path | None = Field(
         default=None, description="SQLite decision log path (`candor serve` default: "
@@ -133,6 +151,20 @@ class Settings(BaseSettings):
     log_text: bool = False
     log_retention_days: int = Field(default=30, ge=1)
     max_score_samples: int = Field(default=64, ge=1, description="Samples per /v1/score call.")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="A connection's request headers must be complete "
+        "this long after its first byte (the first request: after it connected), else it "
+        "is closed (slow clients: docs/operations.md, \"Behind a reverse proxy\").")
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="The whole request body must arrive this long after "
+        "its headers, else 408 request_timeout and the connection is closed.")
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="An idle keep-alive connection is closed after this "
+        "long (longer than a reverse proxy's upstream keep-alive).")
+    max_connections: int = Field(
+        default=512, ge=1, description="Open connections. Beyond it a new connection closes "
+        "the oldest idle one (waiting for its headers or between requests); when none is "
+        "idle, its request gets 503 overloaded_error.")
     engine_watchdog_s: float = Field(default=5.0, ge=0, description="0 disables the watchdog.")
     engine_exit_grace_s: float = Field(default=5.0, ge=0)
     exit_on_engine_failure: bool = True
@@ -142,7 +174,7 @@ class Settings(BaseSettings):
     def _path_text(cls, value: object) -> object:
         return "none" if value is None else str(value) if isinstance(value, Path) else value
 
-    @field_validator("api_keys", "engine_url", mode="before")
+    @field_validator("api_keys", "admin_keys", "engine_url", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -165,6 +197,15 @@ class Settings(BaseSettings):
         if not self.decision_log_enabled:
             return None
         return self.decision_log_url or self.decision_log
+
+    @property
+    def calibration_root(self) -> Path:
+        """Where an HTTP reload may read artifacts: ``calibration_dir``, else
+        ``<cache_dir>/calibration``. A default rather than "off": the admin route already
+        needs an admin key, and this keeps the documented recalibration loop working with
+        no third setting, while an admin key can still read nothing but the artifacts the
+        operator put in one directory of the server's own cache."""
+        return self.calibration_dir or self.cache_dir / "calibration"
 
     @property
     def model_name(self) -> str:

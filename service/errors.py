@@ -40,6 +40,12 @@ class NotFound(CandorError):
     status, type = 404, "not_found_error"
 
 
+class RequestTimeout(CandorError):
+    """The request body did not arrive within ``body_timeout_s`` (the request guard)."""
+
+    status, type = 408, "request_timeout"
+
+
 class PayloadTooLarge(CandorError):
     status, type = 413, "payload_too_large"
 

@@ -35,7 +35,7 @@ ABSTAIN_REASONS = ("low_confidence", "hopeless", "empty_answer", "deadline", "ou
 STAGES = STAGE_KEYS
 # Statuses the API documents (service/api/answer.py), pre-created so 5xx ratios exist at 0,
 # and 499 (nginx's "client closed request"): the caller went away and its work was cancelled.
-ERROR_STATUSES = ("400", "401", "404", "413", "422", "429", "499", "500", "503", "504")
+ERROR_STATUSES = ("400", "401", "404", "408", "413", "422", "429", "499", "500", "503", "504")
 OTHER = "other"
 # Why a decision carried no promise (CalibrationRef.reason starts with one of these words).
 NO_PROMISE = ("uncalibrated", "unsupported", "no_guarantee", "thresholds", "run_all",
@@ -113,7 +113,8 @@ class Metrics:
             ["audited"], registry=r,
         )
         self.admission_limit = Gauge(
-            "candor_admission_limit", "Current admission limit per pool (answers, score).",
+            "candor_admission_limit", "Current admission limit per pool (answers, score, "
+            "feedback).",
             ["pool"], registry=r,
         )
         self.decision_log_errors = Counter(

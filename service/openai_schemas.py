@@ -3,38 +3,104 @@
 A chat request becomes one ``AnswerRequest``: system/developer messages become the
 system prompt, the last message must be the user's question. Earlier user/assistant
 turns are rejected (400, ``param="messages"``): the cascade scores one question, and
-folding a transcript into it would change what its confidence is about. Sampling knobs
-that conflict with the cascade are rejected (``n>1``, ``stop``, ``tools``, ``logprobs``)
-or ignored (``temperature``, ``top_p``: the answer is always the greedy one and the
-samples use the server's temperature). Candor's own options ride along as extra body
-fields (``policy``, ``task``, ``context``), e.g. the OpenAI SDK's ``extra_body``.
+folding a transcript into it would change what its confidence is about. ``n`` must be 1.
+``temperature`` and ``top_p`` are accepted and have no effect: the answer is always the
+greedy one and the samples use the server's temperature. ``model`` is accepted; the
+served model answers. Candor's own options ride along as extra body fields
+(``policy``, ``task``, ``context``, ``stream_mode``), e.g. the OpenAI SDK's ``extra_body``.
+
+Every other parameter, of the request, of a message or of a content part (``tools``,
+``tool_choice``, ``functions``, ``function_call``, ``response_format``, ``stop``,
+``logprobs``, ``seed``, ``user``, ...), is one Candor does not implement: a request that
+sets one gets a 400 ``invalid_request_error`` naming it (``param``), never a silent
+no-op. A value that asks for nothing (null, false, 0, ``""``, ``[]``, ``{}``) is the same
+as leaving the parameter out, so clients that send every parameter with a null default
+keep working.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
+from service.api_types import Bool, Int, Number, Text
 from service.errors import BadRequest
 from service.schemas import AnswerRequest, AnswerResponse, PolicyIn, Task, Usage
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 StreamMode = Literal["guarded", "live"]
 
+_TOOLS = "it answers one question and calls no tools or functions"
+_LOGPROBS = "use /v1/answer with return_logprobs=true for log-probabilities"
+# Why the better-known OpenAI parameters are not implemented (any other gets no reason).
+_WHY = {
+    "tools": _TOOLS, "tool_choice": _TOOLS, "functions": _TOOLS, "function_call": _TOOLS,
+    "parallel_tool_calls": _TOOLS, "tool_calls": _TOOLS, "tool_call_id": _TOOLS,
+    "response_format": "the answer is free text, and its confidence is about that text",
+    "logprobs": _LOGPROBS, "top_logprobs": _LOGPROBS,
+    "stop": "a stop sequence would cut the answer the cascade scores",
+    "seed": "the answer is the greedy one, the same for every seed",
+    "frequency_penalty": "the answer is the greedy one the cascade was calibrated on",
+    "presence_penalty": "the answer is the greedy one the cascade was calibrated on",
+    "logit_bias": "the answer is the greedy one the cascade was calibrated on",
+    "audio": "Candor answers in text", "modalities": "Candor answers in text",
+}
 
-class TextPart(BaseModel):
+
+def _asks_nothing(value: Any) -> bool:
+    """null, false, 0, "", [] and {}: the same as leaving the parameter out."""
+    if value is None or value is False:
+        return True
+    if isinstance(value, str | list | dict):
+        return not value
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == 0
+
+
+class _OpenAIModel(BaseModel):
+    """Unknown keys are kept (``model_extra``) so that ``not_implemented`` can refuse them
+    by name with a 400, instead of a 422 or silence."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def not_implemented(self, prefix: str = "") -> Iterator[str]:
+        """The dotted path of every unknown key set to something that asks for something."""
+        for key, value in (self.model_extra or {}).items():
+            if not _asks_nothing(value):
+                yield f"{prefix}{key}"
+
+
+class TextPart(_OpenAIModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
-class ChatMessageIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+_text = TypeAdapter(Text)
+_parts = TypeAdapter(list[TextPart])
 
+
+def _content(value: Any, _union: ValidatorFunctionWrapHandler) -> Any:
+    # Dispatch on the JSON type rather than try each branch of the union, so an error names
+    # the content or its part ("messages.0.content", "messages.0.content.1.text"), not a
+    # branch ("messages.0.content.list[TextPart]"); the union stays for the schema.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _text.validate_python(value)
+    if isinstance(value, list):
+        return _parts.validate_python(value)
+    raise PydanticCustomError("content_type",
+                              "Input should be a string, an array of text parts, or null")
+
+
+class ChatMessageIn(_OpenAIModel):
     role: Role
-    content: str | list[TextPart] | None = None
-    name: str | None = None
+    content: Annotated[Text | list[TextPart] | None, WrapValidator(_content)] = None
+    name: Text | None = Field(default=None, description="Accepted; no effect.")
 
     def text(self) -> str:
         if self.content is None:
@@ -43,33 +109,53 @@ class ChatMessageIn(BaseModel):
             return self.content
         return "".join(p.text for p in self.content)
 
+    def not_implemented(self, prefix: str = "") -> Iterator[str]:
+        yield from super().not_implemented(prefix)
+        if isinstance(self.content, list):
+            for i, part in enumerate(self.content):
+                yield from part.not_implemented(f"{prefix}content.{i}.")
 
-class ChatCompletionRequest(BaseModel):
-    """The OpenAI fields Candor reads; other OpenAI fields are accepted and ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+class StreamOptions(_OpenAIModel):
+    include_usage: Bool | None = Field(
+        default=None, description="Accepted: usage always rides on the final chunk.")
 
-    model: str | None = Field(default=None, description="Ignored: the served model answers.")
+
+class ChatCompletionRequest(_OpenAIModel):
+    """The OpenAI parameters Candor implements, plus its own options. Any other parameter
+    (tools, tool_choice, functions, function_call, response_format, stop, logprobs, seed,
+    user, ...) set to a value that asks for something (not null, false, 0, "", [] or {}) is
+    refused: 400 naming it."""
+
+    model: Text | None = Field(default=None, description="Accepted: the served model answers.")
     messages: list[ChatMessageIn] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, description="Ignored (greedy answer).")
-    top_p: float | None = Field(default=None, description="Ignored (greedy answer).")
-    n: int = Field(default=1, description="Must be 1.")
-    stream: bool = Field(default=False, description="true: server-sent events (stream_mode).")
+    max_tokens: Int | None = Field(default=None, ge=1)
+    max_completion_tokens: Int | None = Field(default=None, ge=1)
+    temperature: Number | None = Field(default=None, ge=0, le=2,
+                                       description="Accepted; no effect (greedy answer).")
+    top_p: Number | None = Field(default=None, ge=0, le=1,
+                                 description="Accepted; no effect (greedy answer).")
+    n: Int | None = Field(default=1, description="Must be 1 (or null).")
+    stream: Bool | None = Field(default=False,
+                                description="true: server-sent events (stream_mode).")
+    stream_options: StreamOptions | None = None
     stream_mode: StreamMode = Field(
         default="guarded",
         description="With stream=true. guarded: the text is held until the cascade has "
         "decided, then sent with the verdict (an abstention sends only the abstention "
         "message). live: tokens as the engine generates them, then a last chunk with the "
         "verdict (uncertainty; on abstention the abstention message as its content).")
-    stop: str | list[str] | None = Field(default=None, description="Not supported (400).")
-    logprobs: bool | None = Field(default=None, description="Not supported (400).")
-    tools: list[dict[str, Any]] | None = Field(default=None, description="Not supported (400).")
     # Candor extensions (extra_body in the OpenAI SDK)
     policy: PolicyIn = Field(default_factory=PolicyIn)
     task: Task = "auto"
-    context: str | None = None
+    context: Text | None = None
+
+    def not_implemented(self, prefix: str = "") -> Iterator[str]:
+        yield from super().not_implemented(prefix)
+        for i, message in enumerate(self.messages):
+            yield from message.not_implemented(f"messages.{i}.")
+        if self.stream_options is not None:
+            yield from self.stream_options.not_implemented("stream_options.")
 
 
 class ChatMessageOut(BaseModel):
@@ -98,17 +184,19 @@ def _reject(message: str, param: str) -> BadRequest:
     return BadRequest(message, param=param)
 
 
+def not_implemented(param: str) -> BadRequest:
+    """The one refusal of a parameter Candor does not implement."""
+    why = _WHY.get(param.rsplit(".", 1)[-1])
+    return _reject(f"Candor does not implement the OpenAI parameter {param!r}"
+                   + (f" ({why})" if why else "") + "; leave it out or send null", param)
+
+
 def to_answer_request(req: ChatCompletionRequest) -> AnswerRequest:
     """Map a chat request onto the cascade's request, or raise ``BadRequest`` saying why."""
-    if req.n != 1:
+    for param in req.not_implemented():
+        raise not_implemented(param)
+    if req.n not in (None, 1):
         raise _reject("n must be 1: Candor returns one answer with its confidence", "n")
-    if req.stop:
-        raise _reject("stop sequences are not supported by the cascade", "stop")
-    if req.logprobs:
-        raise _reject("logprobs are not supported here; use /v1/answer with "
-                      "return_logprobs=true", "logprobs")
-    if req.tools:
-        raise _reject("tools are not supported: Candor answers questions", "tools")
     system = [m.text() for m in req.messages if m.role in ("system", "developer")]
     turns = [m for m in req.messages if m.role not in ("system", "developer")]
     if not turns or turns[-1].role != "user":
@@ -129,7 +217,6 @@ def to_answer_request(req: ChatCompletionRequest) -> AnswerRequest:
     except ValidationError as exc:  # a rule of /v1/answer the chat schema does not carry
         first = exc.errors()[0]
         raise _reject(f"{first['msg']}", ".".join(map(str, first["loc"])) or "messages") from exc
-
 
 def finish_reason(resp: AnswerResponse, max_tokens: int) -> Literal["stop", "length"]:
     """``length`` when the greedy answer filled its token budget (and was not replaced)."""

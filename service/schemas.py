@@ -2,43 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
+from service.api_types import VALID_TEXT, Bool, Int, Number, Text
 from service.cascade.stages import MAX_STAGE
 
 Task = Literal["auto", "factual", "math", "open"]
 Decision = Literal["answer", "abstain"]
 OutOfScope = Literal["abstain", "serve"]
+# bounds before the text check, so pydantic's own string messages apply (api_types.py)
+ProfileName = Annotated[str, StringConstraints(min_length=1, max_length=64), VALID_TEXT]
 
 
 class _Strict(BaseModel):
+    """A request body: no unknown field, and every scalar typed with ``service/api_types.py``
+    (text the engine can take, strict integers and booleans, finite numbers)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class PolicyIn(_Strict):
-    max_stage: int | None = Field(default=None, ge=0, le=MAX_STAGE,
+    max_stage: Int | None = Field(default=None, ge=0, le=MAX_STAGE,
                                  description="Highest stage to run.")
-    target_risk: float | None = Field(
+    target_risk: Number | None = Field(
         default=None, gt=0, lt=1, description="Wanted error rate among answered questions."
     )
-    budget_ms: int | None = Field(default=None, ge=1, description="Deadline for this request.")
-    answer_threshold: float | None = Field(
+    budget_ms: Int | None = Field(default=None, ge=1, description="Deadline for this request.")
+    answer_threshold: Number | None = Field(
         default=None, ge=0, le=1,
         description="Override: answer once confidence >= this. Voids the calibrated promise.",
     )
-    abstain_threshold: float | None = Field(
+    abstain_threshold: Number | None = Field(
         default=None, ge=0, le=1,
         description="Override: abstain early when confidence < this (hopeless).",
     )
-    run_all: bool = Field(
+    run_all: Bool = Field(
         default=False,
         description="Run every stage up to max_stage, no early exit (calibration, analysis); "
         "the decision is taken on the final confidence, so no calibrated promise applies.",
     )
-    profile: str | None = Field(
-        default=None, min_length=1, max_length=64,
+    profile: ProfileName | None = Field(
+        default=None,
         description="Calibration profile to decide with (GET /v1/calibration lists them); "
         "unset: the profile covering the request's task.")
     out_of_scope: OutOfScope | None = Field(
@@ -46,11 +59,12 @@ class PolicyIn(_Strict):
         description="What a request outside every profile's scope gets: abstain (reason "
         "out_of_scope) or serve (the cascade decides as usual, nothing is promised); unset: "
         "CANDOR_OUT_OF_SCOPE (default abstain).")
-    audit_rate: float | None = Field(
+    audit_rate: Number | None = Field(
         default=None, ge=0, le=1,
-        description="Override CANDOR_AUDIT_RATE for this request: the chance that it joins the "
-        "uniform audit sample. Keep it independent of the question (e.g. per tenant), or the "
-        "audited labels stop being an unbiased sample.",
+        description="Admin keys only (403 otherwise): raise this request's chance of joining "
+        "the audit sample above CANDOR_AUDIT_RATE (never below it). The monitors and "
+        "`calibrate --from-log` thin such decisions back to the server's rate, so a raised "
+        "rate costs compute but cannot bias the sample.",
     )
 
     @model_validator(mode="after")
@@ -62,14 +76,15 @@ class PolicyIn(_Strict):
 
 
 class AnswerRequest(_Strict):
-    question: str = Field(min_length=1, description="The question to answer.")
-    context: str | None = Field(default=None, description="Optional passage the answer must fit.")
-    system: str | None = Field(default=None, description="Optional system prompt.")
+    question: Text = Field(min_length=1, description="The question to answer.")
+    context: Text | None = Field(default=None,
+                                 description="Optional passage the answer must fit.")
+    system: Text | None = Field(default=None, description="Optional system prompt.")
     task: Task = "auto"
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Int | None = Field(default=None, ge=1)
     policy: PolicyIn = Field(default_factory=PolicyIn)
-    return_samples: bool = False
-    return_logprobs: bool = Field(
+    return_samples: Bool = False
+    return_logprobs: Bool = Field(
         default=False, description="Include the greedy answer's per-token log-probabilities."
     )
 
@@ -189,18 +204,19 @@ class AnswerResponse(BaseModel):
 
 
 class ScoreRequest(_Strict):
-    question: str = Field(min_length=1)
-    answer: str = Field(description="The answer to score.")
-    samples: list[str] | None = Field(default=None, description="Other answers to the question.")
-    token_logprobs: list[float] | None = Field(
+    question: Text = Field(min_length=1)
+    answer: Text = Field(description="The answer to score.")
+    samples: list[Text] | None = Field(default=None,
+                                       description="Other answers to the question.")
+    token_logprobs: list[Number] | None = Field(
         default=None, description="Log-probability of each token of the answer."
     )
-    top_logprobs: list[list[float]] | None = Field(
+    top_logprobs: list[list[Number]] | None = Field(
         default=None, description="Top-k log-probabilities at each token (for entropy)."
     )
-    context: str | None = None
+    context: Text | None = None
     task: Task = "auto"
-    profile: str | None = Field(
+    profile: Text | None = Field(
         default=None, description="Calibration profile to score with; unset: the one "
         "covering the task.")
 
@@ -217,8 +233,8 @@ class ScoreResponse(BaseModel):
 
 
 class FeedbackRequest(_Strict):
-    id: str = Field(min_length=1)
-    correct: bool
+    id: Text = Field(min_length=1)
+    correct: Bool
 
 
 class FeedbackResponse(BaseModel):
@@ -230,22 +246,44 @@ class FeedbackResponse(BaseModel):
 
 
 class ReloadRequest(_Strict):
-    path: str | None = Field(
-        default=None, min_length=1, max_length=4096,
-        description="Artifact file or directory of artifacts to load (a path on the server); "
-        "each replaces the profile it names, the others stay. Unset: re-read what was loaded "
-        "last (CANDOR_CALIBRATION at startup).")
+    source: Annotated[str, StringConstraints(min_length=1, max_length=4096),
+                      VALID_TEXT] | None = Field(
+        default=None,
+        description="What to serve, named as CANDOR_CALIBRATION names it: builtin (the shipped "
+        "profiles that fit), none (no profile: uncalibrated), or .json artifacts and folders "
+        "of them, comma-separated, inside CANDOR_CALIBRATION_DIR (relative paths start there). "
+        "The active set becomes exactly what it names. Unset: re-read CANDOR_CALIBRATION.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict) and "path" in data:
+            raise ValueError("'path' is now 'source' (builtin, none, or artifacts inside "
+                             "CANDOR_CALIBRATION_DIR), and the reload serves exactly what it "
+                             "names: nothing loaded before is kept")
+        return data
 
 
 class ReloadResponse(BaseModel):
-    reloaded: bool
-    id: str | None = Field(description="The artifact now serving (the first profile "
-                           "that changed).")
-    previous_id: str | None
-    profile: str | None
-    profiles: dict[str, str] = Field(default_factory=dict,
-                                     description="Every profile now served and its artifact id.")
-    path: str
+    reloaded: bool = Field(
+        description="The active set was swapped for the source's: true when a profile was "
+        "added, removed, replaced or re-read unchanged; false only when no profile was active "
+        "before and none is now (e.g. none on an uncalibrated server, or builtin with every "
+        "shipped profile skipped).")
+    changed: bool = Field(description="A profile was added, removed or replaced (artifact ids "
+                          "differ).")
+    source: str = Field(description="What was loaded: builtin, none, or the artifact files "
+                        "read (resolved paths, comma-separated).")
+    profiles: dict[str, str] = Field(description="The active set now: profile -> artifact id.")
+    previous: dict[str, str] = Field(description="The active set before: profile -> artifact "
+                                     "id.")
+    added: list[str] = Field(description="Profiles served now and not before.")
+    removed: list[str] = Field(description="Profiles served before and not now.")
+    replaced: list[str] = Field(description="Profiles served before and now with another "
+                                "artifact (ids: previous -> profiles).")
+    unchanged: list[str] = Field(description="Profiles re-read with the same artifact id.")
+    skipped: list[str] = Field(default_factory=list, description="Shipped profiles (builtin) "
+                               "not served, and why.")
 
 
 class ModelCard(BaseModel):

@@ -1,18 +1,22 @@
 """One error shape for every failure: ``{"error": {type, message, param, code}}``.
 
-Routes raise ``CandorError`` subclasses; validation errors name the offending field;
+Routes raise ``CandorError`` subclasses; validation errors name the offending field and
+say exactly what it must be (``max_tokens: must be an integer, not true``);
 anything unexpected becomes a 500 whose message carries no stack trace.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api_types import text_problem
 from service.errors import CandorError
 from service.schemas import ErrorBody, ErrorResponse
 
@@ -35,10 +39,17 @@ def documented_errors(*codes: int) -> dict[int | str, dict[str, object]]:
     return out
 
 
+def _printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a lone surrogate in a field name a client
+    sent) written as an escape, so the error itself can always be sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_response(status: int, type_: str, message: str, param: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(type=type_, message=message[:2000], param=param,
-                                         code=status))
+    body = ErrorResponse(error=ErrorBody(
+        type=type_, message=_printable(message[:2000]),
+        param=None if param is None else _printable(param[:500]), code=status))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
@@ -51,6 +62,52 @@ def _observe(request: Request, status: int) -> None:
 def _loc(loc: tuple[object, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     return ".".join(parts) or "body"
+
+
+# What a field of a strict type (service/api_types.py) must be, by pydantic's error type.
+_MUST_BE = {
+    "int_type": "must be an integer", "bool_type": "must be true or false",
+    "float_type": "must be a number", "finite_number": "must be a finite number",
+    "string_type": "must be a string",
+}
+
+
+def _json_kind(value: Any) -> str:
+    """How the JSON value reads: ``true``, ``null``, ``NaN``, ``8.5``, ``a string``..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10**18 else "a large integer"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message, exact for the strict types and without its "Value error, "."""
+    if error.get("type") == "string_unicode":  # a lone surrogate where no Text check ran
+        value = error.get("input")  # (a str field not typed Text; a field name: the body)
+        problem = text_problem(value) if isinstance(value, str) else None
+        return problem or "text must be valid Unicode (a field name holds a lone surrogate)"
+    must = _MUST_BE.get(error.get("type", ""))
+    if must is not None and "input" in error:
+        return f"{must}, not {_json_kind(error['input'])}"
+    msg = str(error.get("msg", "invalid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
 
 
 async def _candor(request: Request, exc: Exception) -> JSONResponse:
@@ -66,7 +123,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     param = _loc(tuple(first.get("loc", ())))
-    msgs = "; ".join(f"{_loc(tuple(e.get('loc', ())))}: {e.get('msg')}" for e in errors[:5])
+    msgs = "; ".join(f"{_loc(tuple(e.get('loc', ())))}: {_message(e)}" for e in errors[:5])
     _observe(request, 422)
     return error_response(422, "invalid_request_error", msgs, param)
 

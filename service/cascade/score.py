@@ -23,7 +23,11 @@ async def score(
 ) -> schemas.ScoreResponse:
     if req.top_logprobs is not None and req.token_logprobs is None:
         raise BadRequest("top_logprobs needs token_logprobs", param="top_logprobs")
-    route = await routing.route(profiles.candidates(req.profile, req.task), req.task,
+    try:
+        candidates = profiles.candidates(req.profile, req.task)
+    except BadRequest as exc:  # the profile is a top-level field here, not policy.profile
+        raise BadRequest(exc.message, param="profile") from exc
+    route = await routing.route(candidates, req.task,
                                 req.question, req.context, ctx_providers["embed_provider"])
     model, task = route.model, route.task
     ctx = SignalContext(
