@@ -1,13 +1,24 @@
 """Load calibration profiles, at startup and for a hot reload, the same way.
 
-``load_calibration`` reads every artifact ``CANDOR_CALIBRATION`` (or a reload's path)
+``load_calibration`` reads every artifact ``CANDOR_CALIBRATION`` (or a reload's source)
 names (format, version, fitted model), checks each one's pinned serving settings
 against the server's (a difference that changes a signal is refused, naming each; the
 chat template once the engine is up) and derives the settings the pins imply
 (``adopt_pins``). Explicit paths are strict: any failure raises ``CalibrationError``;
 the shipped ``builtin`` profiles are lenient: one that does not fit is skipped, and
-why is kept. ``validate_reload`` turns a failure into ``ArtifactRejected`` (HTTP 400,
-``param: path``); the caller keeps the active profiles. ``CandorState`` does the swap.
+why is kept. The result is exactly the profiles the source names: ``none`` is no
+profile at all (the uncalibrated fallback), and nothing loaded before survives.
+
+A reload over HTTP names its source like ``CANDOR_CALIBRATION`` does; ``reload_sources``
+confines its paths to ``CANDOR_CALIBRATION_DIR`` (``Settings.calibration_root``): each
+path, and each ``.json`` in a folder it names, must lie inside the directory once
+resolved (``..`` and symlinks followed), or the reload is a 400 ``PathRefused`` whose
+message is one constant, so an answer never tells whether a file outside the directory
+exists. Whoever can write inside the directory is trusted (a link swapped between the
+check and the read is theirs to make). ``CANDOR_CALIBRATION`` itself (startup, SIGHUP,
+a reload without a source) is the operator's and is not confined. ``validate_reload``
+turns a bad artifact into ``ArtifactRejected`` (HTTP 400, ``param: source``); the
+caller keeps the active profiles. ``CandorState`` does the swap.
 """
 
 from __future__ import annotations
@@ -21,19 +32,67 @@ from service.calibration.pinning import compare, serving_settings
 from service.calibration.profiles import Profiles, load_profiles, parse_sources
 from service.cascade.policy import UncalibratedModel
 from service.config import Settings
-from service.errors import ArtifactRejected, CalibrationError
+from service.errors import ArtifactRejected, BadRequest, CalibrationError
 
 if TYPE_CHECKING:
     from service.calibration.artifact import CalibratedModel
 
 MAX_ARTIFACT_BYTES = 64 * 2**20
+PATH_REFUSED = ("source must be builtin, none, or .json files or folders inside "
+                "CANDOR_CALIBRATION_DIR (relative paths start there)")
 log = logging.getLogger(__name__)
 
 
-def _reader(base: Settings) -> Callable[[Path], CalibratedModel]:
+class PathRefused(BadRequest):
+    """A reload path outside ``CANDOR_CALIBRATION_DIR``: one message for every such path,
+    whether or not it exists (not a ``CalibrationError``: no loader swallows it)."""
+
+    def __init__(self) -> None:
+        super().__init__(PATH_REFUSED, param="source")
+
+
+def inside(path: Path, root: Path) -> Path:
+    """``path`` resolved (``..`` and symlinks followed); ``PathRefused`` unless it lies in
+    ``root`` (resolved already). Decided on names alone: nothing outside is opened."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+        raise PathRefused() from exc
+    if not resolved.is_relative_to(root):
+        raise PathRefused()
+    return resolved
+
+
+def reload_sources(value: str, root: Path) -> tuple[list[str], bool]:
+    """(sources, strict) for a reload's ``source``, read as ``parse_sources`` reads
+    ``CANDOR_CALIBRATION``; each path (relative ones start at ``root``) resolved inside
+    ``root`` and a folder expanded to its ``*.json`` entries, each of them resolved inside
+    ``root`` too (a link out of the folder is refused like the path itself)."""
+    sources, strict = parse_sources(value)
+    if not strict:  # builtin: the package's own files
+        return sources, strict
+    root = root.resolve()
+    files: list[str] = []
+    for source in sources:
+        path = inside(root / source, root)  # root / an absolute path is that path
+        try:
+            is_dir = path.is_dir()
+            entries = sorted(path.glob("*.json")) if is_dir else [path]
+        except OSError as exc:  # inside the directory: saying why reveals nothing outside
+            raise CalibrationError(f"cannot read {path}: {exc}") from exc
+        if is_dir and not entries:
+            raise CalibrationError(f"no calibration artifacts (*.json) in {path}")
+        files += [str(inside(e, root)) for e in entries]
+    return files, strict
+
+
+def _reader(base: Settings, root: Path | None = None) -> Callable[[Path], CalibratedModel]:
+    """Reads one artifact; with ``root``, only one that resolves inside it."""
     from service.calibration.artifact import load_artifact
 
     def read(path: Path) -> CalibratedModel:
+        if root is not None:
+            path = inside(path, root)
         try:
             if not path.exists():
                 raise CalibrationError(f"cannot read calibration artifact {path}: no such file")
@@ -84,13 +143,19 @@ def adopt_pins(base: Settings, profiles: Profiles) -> Settings:
     return base.model_copy(update=update)
 
 
-def load_calibration(base: Settings, value: str | None = None, template: str | None = None,
-                     keep: Profiles | None = None) -> tuple[Profiles, Settings]:
+def load_calibration(base: Settings, value: str | None = None,
+                     template: str | None = None) -> tuple[Profiles, Settings]:
     """The profiles ``value`` (default: CANDOR_CALIBRATION) names, and the settings their
-    pins imply. ``keep``: profiles that stay unless a new artifact names the same one."""
+    pins imply."""
     sources, strict = parse_sources(base.calibration if value is None else value)
+    return _load(base, sources, strict, template)
+
+
+def _load(base: Settings, sources: list[str], strict: bool, template: str | None,
+          root: Path | None = None) -> tuple[Profiles, Settings]:
     uncal = UncalibratedModel(base.answer_threshold, base.abstain_threshold)
-    profiles = load_profiles(sources, strict, _reader(base), pin_check(base, template), uncal)
+    profiles = load_profiles(sources, strict, _reader(base, root), pin_check(base, template),
+                             uncal)
     for line in profiles.skipped:
         log.warning("shipped calibration profile not served: %s", line)
     for m in profiles.models.values():
@@ -98,18 +163,22 @@ def load_calibration(base: Settings, value: str | None = None, template: str | N
             log.warning("calibration %s (profile %s): the default target risk %g is not "
                         "certified; requests that set no policy.target_risk abstain",
                         m.id, m.spec.profile, m.spec.default_alpha)
-    if keep is not None:
-        profiles = keep.replaced(profiles.models.values())
     return profiles, adopt_pins(base, profiles)
 
 
-def validate_reload(path: Path | None, source: str, base: Settings, template: str | None,
-                    active: Profiles) -> tuple[Profiles, Settings]:
-    """A reload's new profiles: ``path`` (a file or a directory, strict) replaces the
-    profiles it names and keeps the others; no path re-reads ``source`` whole."""
+def validate_reload(source: str | None, base: Settings,
+                    template: str | None) -> tuple[Profiles, Settings, str]:
+    """A reload's profiles, exactly those ``source`` names (nothing is kept from before),
+    their settings, and the source as loaded. ``None``: re-read CANDOR_CALIBRATION (the
+    operator's, unconfined); otherwise a client's source, its paths confined to
+    ``base.calibration_root`` (``PathRefused``). A bad artifact: ``ArtifactRejected``."""
     try:
-        if path is not None:
-            return load_calibration(base, str(path), template, keep=active)
-        return load_calibration(base, source, template)
+        if source is None:
+            return (*load_calibration(base, None, template), base.calibration)
+        root = base.calibration_root.resolve()
+        sources, strict = reload_sources(source, root)
+        loaded = ",".join(sources) if strict else sources[0]
+        return (*_load(base, sources, strict, template, root if strict else None),
+                loaded or "none")
     except CalibrationError as exc:
-        raise ArtifactRejected(exc.message, param="path") from exc
+        raise ArtifactRejected(exc.message, param="source") from exc

@@ -8,7 +8,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from service import schemas
@@ -22,7 +21,7 @@ from service.cascade.stages import Stage, default_stages
 from service.config import Settings
 from service.decision_log import DecisionLog, Labelled
 from service.engine.protocol import EngineClient
-from service.errors import ArtifactRejected, BadRequest, CalibrationError, EngineUnavailable
+from service.errors import BadRequest, CalibrationError, CandorError, EngineUnavailable
 from service.metrics import Metrics
 from service.monitoring.hub import Monitoring
 from service.reload import load_calibration, pin_check, validate_reload
@@ -45,7 +44,6 @@ class CandorState:
     decision_log: DecisionLog | None = None
     monitoring: Monitoring | None = None
     base_settings: Settings | None = None  # before the artifacts' pins (a reload re-pins)
-    reload_source: str | None = None  # what a reload without a path (and SIGHUP) re-reads
     _serving_base: dict[str, object] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -67,8 +65,8 @@ class CandorState:
             profiles, settings = load_calibration(settings)
         metrics = metrics or Metrics()
         metrics.set_calibration(profiles)
-        monitoring = Monitoring(metrics, settings.monitor_level, settings.monitor_min_labels,
-                                settings.drift_window)
+        monitoring = Monitoring(metrics, settings.audit_rate, settings.monitor_level,
+                                settings.monitor_min_labels, settings.drift_window)
         monitoring.activate(profiles.models.values())
         return cls(settings=settings, metrics=metrics, profiles=profiles,
                    stages=default_stages(settings.cluster_similarity), monitoring=monitoring,
@@ -192,7 +190,7 @@ class CandorState:
             log.warning("live monitors start empty: rebuilding them reads a SQLite decision "
                         "log, not %s", type(self.decision_log._store).__name__)
             return
-        counts = await asyncio.to_thread(audit_counts, path)
+        counts = await asyncio.to_thread(audit_counts, path, self.settings.audit_rate)
         recent = []
         for m in self.profiles.models.values():
             if m.id is None:  # an uncalibrated model has no decisions of its own to replay
@@ -216,40 +214,47 @@ class CandorState:
         if self.monitoring is not None:
             self.monitoring.activate(profiles.models.values())
 
-    async def reload_calibration(self, path: Path | None = None) -> dict[str, Any]:
-        """Validate ``path`` (default: re-read CANDOR_CALIBRATION), then swap it in atomically.
+    async def reload_calibration(self, source: str | None = None,
+                                 by: str = "SIGHUP") -> dict[str, Any]:
+        """Validate the profiles ``source`` names, then make them exactly the active set.
 
-        A file or directory replaces the profiles it names and keeps the others. A refused
-        artifact raises ``ArtifactRejected`` and changes nothing; a request in flight
-        finishes on the profiles it started with (``Cascade.answer`` holds them).
+        ``source`` reads like CANDOR_CALIBRATION (``builtin``, ``none``, paths) and comes
+        from a client: its paths must lie inside CANDOR_CALIBRATION_DIR
+        (``reload.reload_sources``). ``None`` re-reads CANDOR_CALIBRATION (SIGHUP, and a
+        reload with no body). Nothing active before survives unless the source names it
+        again. A refused source raises (``ArtifactRejected``, ``PathRefused``) and changes
+        nothing; a request in flight finishes on the profiles it started with
+        (``Cascade.answer`` holds them). Returns what changed (``ReloadResponse``).
         """
         base = self.base_settings or self.settings
-        source = self.reload_source or base.calibration
-        if path is None and not parse_sources(source)[0]:
-            raise BadRequest("no calibration artifact to reload: the server was started "
-                             "with CANDOR_CALIBRATION=none; send {\"path\": ...}", param="path")
         async with self._reload_lock:
             template = getattr(self.engine, "chat_template_hash", None)
             try:
-                profiles, settings = await asyncio.to_thread(
-                    validate_reload, path or (Path(source) if self.reload_source else None),
-                    base.calibration, base, template, self.profiles)
-            except ArtifactRejected as exc:
+                profiles, settings, loaded = await asyncio.to_thread(
+                    validate_reload, source, base, template)
+            except CandorError as exc:
                 self.metrics.reloads.labels(outcome="rejected").inc()
-                log.error("calibration reload refused (kept %s): %s",
+                log.error("calibration reload (%s) refused (kept %s): %s", by,
                           ", ".join(self.ids()) or "none", exc.message)
                 raise
-            previous = self.ids()
+            before = self.ids()
             self._set_profiles(profiles, settings)
-            if path is not None:
-                self.reload_source = str(path)
+            after = self.ids()
             self.metrics.reloads.labels(outcome="ok").inc()
-        log.info("calibration reloaded: %s -> %s (%s)", previous, self.ids(), path or source)
-        now = self.ids()
-        name = next((n for n in now if previous.get(n) != now[n]), next(iter(now), None))
-        return {"reloaded": True, "id": now.get(name or ""),
-                "previous_id": previous.get(name or ""), "profile": name, "profiles": now,
-                "path": str(path or source)}
+        both = before.keys() & after.keys()
+        added = sorted(after.keys() - before.keys())
+        removed = sorted(before.keys() - after.keys())
+        replaced = sorted(n for n in both if before[n] != after[n])
+        unchanged = sorted(n for n in both if before[n] == after[n])
+        changed = bool(added or removed or replaced)
+        out: dict[str, Any] = {
+            "reloaded": changed or bool(unchanged), "changed": changed, "source": loaded,
+            "profiles": after, "previous": before, "added": added, "removed": removed,
+            "replaced": replaced, "unchanged": unchanged, "skipped": list(profiles.skipped)}
+        log.info("calibration reloaded (%s, source %s): %s -> %s; added %s, removed %s, "
+                 "replaced %s", by, loaded, before or "none", after or "none",
+                 added, removed, replaced)
+        return out
 
     def ids(self) -> dict[str, str]:
         return {n: str(m.id) for n, m in self.profiles.models.items()}

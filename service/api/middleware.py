@@ -2,14 +2,19 @@
 
 One pure-ASGI layer in front of every route (so every endpoint that lands gets it):
 
-- **Auth.** When ``CANDOR_API_KEYS`` is set, every request needs ``Authorization: Bearer
-  <key>`` or ``x-api-key: <key>``, checked with ``hmac.compare_digest`` against each key
-  (no early exit on the first match). ``/healthz``, ``/readyz`` and ``/metrics`` stay open
-  when ``open_probes`` is true; the playground page and its assets are always open (they
-  hold no data; the API calls the page makes need the key). A missing or wrong key is a
-  401 in the one error shape.
+- **Auth.** A key comes as ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` and is
+  checked with ``hmac.compare_digest`` against every client and admin key (no early exit
+  on the first match); the caller's ``Principal`` (role and key fingerprint,
+  ``api/principal.py``) goes into the scope's state for the routes (admin routes check
+  it). When ``CANDOR_API_KEYS`` is set, every request needs a client or admin key; with
+  only ``CANDOR_ADMIN_KEYS`` set the client routes stay open. ``/healthz``, ``/readyz``
+  and ``/metrics`` stay open when ``open_probes`` is true; the playground page and its
+  assets are always open (they hold no data; the API calls the page makes need the key).
+  A missing or wrong key is a 401 in the one error shape.
 - **Body size.** A ``Content-Length`` over ``max_body_bytes``, or a streamed body that
-  grows past it, is a 413 naming the limit; the body is never buffered beyond it.
+  grows past it, is a 413 naming the limit; the body is never buffered beyond it. A body
+  not complete ``body_timeout_s`` after the headers is a 408 ``request_timeout``, and the
+  connection closes (a slow client's headers: ``service/server.py``).
 - **Disconnects.** The body is read here, then the route runs as a task while this layer
   listens for ``http.disconnect``; a disconnect cancels the route, and cancelling the
   coroutine awaiting the engine aborts the engine's work (vLLM aborts on CancelledError).
@@ -25,9 +30,13 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from pydantic import SecretStr
+
 from service.api.errors import error_response
 from service.api.playground import is_public
+from service.api.principal import ANONYMOUS, SCOPE_KEY, Principal, Role, fingerprint
 from service.config import Settings
+from service.errors import RequestTimeout
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +57,9 @@ class RequestGuard:
                  on_status: Callable[[str, int], None] | None = None) -> None:
         self.app = app
         self.settings = settings
-        self.keys = [k.get_secret_value().encode() for k in settings.api_keys]
+        roles: list[tuple[list[SecretStr], Role]] = [(settings.api_keys, "client"),
+                                                     (settings.admin_keys, "admin")]
+        self.keys = [(k.get_secret_value().encode(), role) for keys, role in roles for k in keys]
         self.on_status = on_status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,8 +68,10 @@ class RequestGuard:
             return
         path = scope.get("path", "")
         public = is_public(path) or (self.settings.open_probes and path in OPEN_PATHS)
-        if self.keys and not public:
-            if not self._authorised(scope):
+        who = self._principal(scope) if self.keys else ANONYMOUS
+        scope.setdefault("state", {})[SCOPE_KEY] = who
+        if self.settings.api_keys and not public:  # admin keys alone leave client routes open
+            if who is ANONYMOUS:
                 self._observe(path, 401)
                 await error_response(
                     401, "authentication_error",
@@ -72,28 +85,37 @@ class RequestGuard:
             await self._too_large(scope, receive, send, path, limit)
             return
         body = bytearray()
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            body += msg.get("body", b"")
-            if len(body) > limit:
-                await self._too_large(scope, receive, send, path, limit)
-                return
-            if not msg.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_s):  # the whole body
+                while True:
+                    msg = await receive()
+                    if msg["type"] == "http.disconnect":
+                        return
+                    body += msg.get("body", b"")
+                    if len(body) > limit or not msg.get("more_body", False):
+                        break
+        except TimeoutError:
+            await self._timed_out(scope, receive, send, path, len(body))
+            return
+        if len(body) > limit:
+            await self._too_large(scope, receive, send, path, limit)
+            return
         await self._run_cancellable(scope, receive, send, bytes(body), path)
 
-    def _authorised(self, scope: Scope) -> bool:
+    def _principal(self, scope: Scope) -> Principal:
+        """The caller's role and key fingerprint; ``ANONYMOUS`` for a missing or wrong key."""
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-api-key", b"")
         auth = headers.get(b"authorization", b"")
         if auth[:7].lower() == b"bearer ":
             given = auth[7:].strip()
-        ok = False
-        for key in self.keys:  # compare with every key: timing does not tell which matched
-            ok |= hmac.compare_digest(given, key)
-        return ok and bool(given)
+        role: Role = "anonymous"
+        for key, key_role in self.keys:  # compare with every key: timing tells no match apart
+            if hmac.compare_digest(given, key) and role != "admin":
+                role = key_role
+        if not given or role == "anonymous":
+            return ANONYMOUS
+        return Principal(role, fingerprint(given))
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, path: str,
                          limit: int) -> None:
@@ -101,6 +123,20 @@ class RequestGuard:
         await error_response(
             413, "payload_too_large", f"request body exceeds max_body_bytes={limit}",
             param="body",
+        )(scope, receive, send)
+
+    async def _timed_out(self, scope: Scope, receive: Receive, send: Send, path: str,
+                         got: int) -> None:
+        """408 for a body slower than ``body_timeout_s``; the connection closes after it
+        (whatever the client sends later is never read as a new request)."""
+        timeout = self.settings.body_timeout_s
+        self._observe(path, RequestTimeout.status)
+        log.info("request body not complete after %.1f s (%d bytes): 408 %s %s", timeout,
+                 got, scope.get("method"), path)
+        await error_response(
+            RequestTimeout.status, RequestTimeout.type,
+            f"request body not complete within body_timeout_s={timeout:g} s", param="body",
+            headers={"Connection": "close"},
         )(scope, receive, send)
 
     async def _run_cancellable(self, scope: Scope, receive: Receive, send: Send, body: bytes,

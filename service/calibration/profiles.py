@@ -17,7 +17,7 @@ claims. A request no profile covers is answered uncalibrated, and says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,13 +107,6 @@ class Profiles:
         if profile is not None or task != "auto" or not self.models:
             return [self.for_request(profile, task)]
         return list(self.models.values())
-
-    def replaced(self, new: Iterable[CalibratedModel]) -> Profiles:
-        """These profiles with ``new`` swapped in by name; the rest stay."""
-        models = dict(self.models)
-        for m in new:
-            models[m.spec.profile] = m
-        return Profiles(models, self.uncalibrated, self.skipped)
 
 
 def load_profiles(sources: list[str], strict: bool, load: Callable[[Path], CalibratedModel],

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.docs_commands import REPO, doc_commands
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import ADMIN, LiveServer
 from tests.integration.live_promise import MIX, LivePromise, active_profile, ask_and_label, ladder
 from tests.integration.test_docs_commands import run
 
@@ -80,13 +80,15 @@ def input_psis(drift: dict[str, Any]) -> dict[str, float]:
 def test_reload_refuses_bad_artifacts_and_keeps_the_good_one(live_promise: LivePromise,
                                                              api: httpx.Client,
                                                              tmp_path: Path) -> None:
-    corrupt = tmp_path / "corrupt.json"
+    cal = live_promise.artifact.parent  # the server's CANDOR_CALIBRATION_DIR
+    corrupt = cal / "corrupt.json"
     corrupt.write_text(live_promise.artifact.read_text()[:200])  # truncated on write
-    foreign = tmp_path / "foreign.json"
+    foreign = cal / "foreign.json"
     foreign.write_text(json.dumps({**json.loads(live_promise.artifact.read_text()),
                                    "model": "another-model"}))
     for path, needle in ((corrupt, "not valid JSON"), (foreign, "fitted for model")):
-        r = api.post("/v1/admin/calibration/reload", json={"path": str(path)})
+        r = api.post("/v1/admin/calibration/reload", json={"source": path.name},
+                     headers=ADMIN)
         assert r.status_code == 400, r.text
         assert r.json()["error"]["type"] == "calibration_error"
         assert needle in r.json()["error"]["message"]
@@ -94,8 +96,11 @@ def test_reload_refuses_bad_artifacts_and_keeps_the_good_one(live_promise: LiveP
     body = api.post("/v1/answer", json={"question": "What is 2 + 2?", "max_tokens": 12,
                                         "policy": {"max_stage": 0}}).json()
     assert body["calibration"]["id"] == live_promise.artifact_id
-    again = api.post("/v1/admin/calibration/reload")  # no body: re-read the good one
-    assert again.status_code == 200 and again.json()["id"] == live_promise.artifact_id
+    again = api.post("/v1/admin/calibration/reload",  # (no body would re-read builtin)
+                     json={"source": live_promise.artifact.name}, headers=ADMIN)
+    assert again.status_code == 200, again.text
+    assert list(again.json()["profiles"].values()) == [live_promise.artifact_id]
+    assert again.json()["changed"] is False and len(again.json()["unchanged"]) == 1
 
 
 def test_from_log_commands(live_promise: object, live_server: LiveServer,

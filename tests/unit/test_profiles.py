@@ -129,13 +129,21 @@ def test_mixed_sources_are_refused() -> None:
         CandorState.build(Settings(calibration="builtin,/tmp/x.json"))
 
 
-def test_reloading_one_file_replaces_only_its_profile(two: TestClient, tmp_path: Path) -> None:
-    new = tmp_path / "math2.json"
-    save_artifact(spec("math", ["math"], 3), new)
-    r = two.post("/v1/admin/calibration/reload", json={"path": str(new)})
-    assert r.status_code == 200, r.text
-    assert r.json()["profiles"] == {"math": "math-3", "factual": "factual-2"}
-    assert (r.json()["profile"], r.json()["id"], r.json()["previous_id"]) == (
-        "math", "math-3", "math-1")
-    assert ask(two, task="math")["calibration"]["id"] == "math-3"
-    assert ask(two, task="factual")["calibration"]["id"] == "factual-2"
+def test_a_reload_serves_exactly_the_profiles_it_names(profile_dir: Path,
+                                                       tmp_path: Path) -> None:
+    """One file names one profile: the others go (nothing is merged); naming both brings
+    the other back. (Admin access and paths: tests/unit/test_admin.py.)"""
+    save_artifact(spec("math", ["math"], 3), tmp_path / "math2.json")
+    save_artifact(spec("factual", ["factual"], 2), tmp_path / "factual.json")
+    with client(profile_dir, admin_keys="adm", calibration_dir=tmp_path) as c:
+        c.headers["Authorization"] = "Bearer adm"
+        r = c.post("/v1/admin/calibration/reload", json={"source": "math2.json"})
+        assert r.status_code == 200, r.text
+        assert r.json()["profiles"] == {"math": "math-3"}
+        assert (r.json()["replaced"], r.json()["removed"]) == (["math"], ["factual"])
+        assert ask(c, task="math")["calibration"]["id"] == "math-3"
+        assert ask(c, task="factual")["calibrated"] is False
+        r = c.post("/v1/admin/calibration/reload", json={"source": "math2.json,factual.json"})
+        assert r.json()["profiles"] == {"math": "math-3", "factual": "factual-2"}
+        assert (r.json()["added"], r.json()["unchanged"]) == (["factual"], ["math"])
+        assert ask(c, task="factual")["calibration"]["id"] == "factual-2"

@@ -1,6 +1,7 @@
 """Hot reload and the recalibration loop on a fake engine: audited answers + feedback ->
 ``candor calibrate --from-log`` -> reload -> ``unverified`` until enough audited labels ->
-a verdict; refused artifacts keep the old one; auth; in-flight requests; restart; SIGHUP."""
+a verdict; refused artifacts keep the old one; the admin key; in-flight requests; restart;
+SIGHUP. (Who may reload and which paths: tests/unit/test_admin.py.)"""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from tests.unit.test_calibration import make_spec
 from tests.unit.test_calibration_api import SCRIPTS
 
 REPO = Path(__file__).resolve().parents[2]
-LOCAL = ("127.0.0.1", 50000)
 RELOAD = "/v1/admin/calibration/reload"
+ADMIN = "adm-key"
 
 
 def wrong(key: str) -> bool:
@@ -38,9 +39,13 @@ def wrong(key: str) -> bool:
 
 
 def app_client(tmp: Path, **kw: object) -> TestClient:
-    s = Settings(samples_n=4, decision_log=tmp / "log.sqlite", monitor_min_labels=10, **kw)
+    """Reloads read artifacts from ``tmp`` (CANDOR_CALIBRATION_DIR); every call sends the
+    admin key (the reload needs it; an admin key serves the client routes too)."""
+    s = Settings(samples_n=4, decision_log=tmp / "log.sqlite", monitor_min_labels=10,
+                 calibration_dir=tmp, admin_keys=ADMIN, **kw)  # type: ignore[arg-type]
     app = create_app(s, engine=FakeEngine(scripts=SCRIPTS), embedder=FakeEmbedder())
-    return TestClient(app, raise_server_exceptions=False, client=LOCAL)
+    return TestClient(app, raise_server_exceptions=False,
+                      headers={"Authorization": f"Bearer {ADMIN}"})
 
 
 def ask_and_label(c: TestClient, rounds: int, policy: dict[str, object] | None = None) -> list[
@@ -73,9 +78,10 @@ def test_the_loop_from_log_to_reload_to_a_verdict(tmp_path: Path) -> None:
                     "--scope-components", "question_length", "answer_length",
                     "--scope-level", "0.1"]) == 0
         new_id = json.loads(out.read_text())["id"]
-        r = c.post(RELOAD, json={"path": str(out)})
+        r = c.post(RELOAD, json={"source": out.name})  # relative: CANDOR_CALIBRATION_DIR
         assert r.status_code == 200, r.text
-        assert r.json()["id"] == new_id and r.json()["previous_id"] is None
+        assert r.json()["added"] == ["default"] and r.json()["previous"] == {}
+        assert r.json()["profiles"] == {"default": new_id} and r.json()["reloaded"]
         st = live(c)
         assert st["calibration_id"] == new_id and st["verdict"] == "unverified"
         typed = Calibration.model_validate(c.get("/v1/calibration").json())  # the client's
@@ -128,37 +134,47 @@ def test_a_refused_artifact_keeps_the_old_one(tmp_path: Path, artifacts: tuple[P
                    json.dumps({**json.loads(b.read_text()), "model": "other"}))
     with app_client(tmp_path, calibration=a) as c:
         old = c.get("/v1/calibration").json()["id"]
-        r = c.post(RELOAD, json={"path": str(bad)})
+        r = c.post(RELOAD, json={"source": str(bad)})
         assert r.status_code == 400, r.text
         err = r.json()["error"]
         assert err["type"] == "calibration_error" and needle in err["message"]
-        assert err["param"] == "path"
+        assert err["param"] == "source"
         assert c.get("/v1/calibration").json()["id"] == old
         assert c.post("/v1/answer", json={"question": "k01"}).json()["calibration"]["id"] == old
         assert 'candor_calibration_reloads_total{outcome="rejected"} 1.0' in c.get(
             "/metrics").text
         for path in (tmp_path / "missing.json", tmp_path):  # no file; a directory
-            r = c.post(RELOAD, json={"path": str(path)})
+            r = c.post(RELOAD, json={"source": str(path)})
             assert r.status_code == 400 and r.json()["error"]["type"] == "calibration_error"
-        assert c.post(RELOAD).json()["id"] == old  # no body: re-read the loaded path
+        again = c.post(RELOAD).json()  # no body: re-read CANDOR_CALIBRATION (a, outside)
+        assert again["unchanged"] == ["default"] and again["profiles"] == {"default": old}
+        assert again["reloaded"] is True and again["changed"] is False
 
 
-def test_reload_without_a_path_on_an_uncalibrated_server_is_a_400(tmp_path: Path) -> None:
-    with app_client(tmp_path) as c:
+def test_reload_without_a_source_on_an_uncalibrated_server_loads_nothing(
+        tmp_path: Path) -> None:
+    with app_client(tmp_path) as c:  # CANDOR_CALIBRATION=none, re-read: still none
         r = c.post(RELOAD)
-        assert r.status_code == 400 and "CANDOR_CALIBRATION" in r.json()["error"]["message"]
+        assert r.status_code == 200, r.text
+        assert (r.json()["reloaded"], r.json()["source"], r.json()["profiles"]) == (
+            False, "none", {})
 
 
-def test_reload_needs_a_key_or_loopback(tmp_path: Path, artifacts: tuple[Path, Path]) -> None:
+def test_reload_needs_an_admin_key(tmp_path: Path, artifacts: tuple[Path, Path]) -> None:
     a, b = artifacts
-    s = Settings(samples_n=4, calibration=a, api_keys="k1")  # type: ignore[arg-type]
-    with TestClient(create_app(s, engine=FakeEngine()), client=LOCAL) as c:
-        assert c.post(RELOAD, json={"path": str(b)}).status_code == 401
-        ok = c.post(RELOAD, json={"path": str(b)}, headers={"Authorization": "Bearer k1"})
-        assert ok.status_code == 200 and ok.json()["id"] == "artifact-b"
-    s = Settings(samples_n=4, calibration=a)  # no keys: loopback clients only
-    with TestClient(create_app(s, engine=FakeEngine()), client=("10.1.2.3", 4000)) as c:
-        r = c.post(RELOAD, json={"path": str(b)})
+    s = Settings(samples_n=4, calibration=a, api_keys="k1", admin_keys="k2",  # type: ignore[arg-type]
+                 calibration_dir=b.parent)
+    with TestClient(create_app(s, engine=FakeEngine())) as c:
+        assert c.post(RELOAD, json={"source": "b.json"}).status_code == 401
+        as_client = c.post(RELOAD, json={"source": "b.json"},
+                           headers={"Authorization": "Bearer k1"})
+        assert as_client.status_code == 403, as_client.text
+        assert as_client.json()["error"]["type"] == "permission_error"
+        ok = c.post(RELOAD, json={"source": "b.json"}, headers={"Authorization": "Bearer k2"})
+        assert ok.status_code == 200 and ok.json()["profiles"] == {"default": "artifact-b"}
+    s = Settings(samples_n=4, calibration=a, calibration_dir=b.parent)  # no admin keys: off
+    with TestClient(create_app(s, engine=FakeEngine()), client=("127.0.0.1", 4000)) as c:
+        r = c.post(RELOAD, json={"source": "b.json"})
         assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
         assert c.get("/v1/calibration").json()["id"] != "artifact-b"
 
@@ -168,14 +184,16 @@ def test_in_flight_requests_finish_on_the_artifact_they_started_with(
     a, b = artifacts
 
     async def run() -> tuple[schemas.AnswerResponse, schemas.AnswerResponse, str]:
-        state = CandorState.build(Settings(samples_n=4, calibration=a))
+        state = CandorState.build(Settings(samples_n=4, calibration=a,
+                                           calibration_dir=b.parent))
         state.attach(FakeEngine(scripts=SCRIPTS, delay_s=0.2), FakeEmbedder())
         req = schemas.AnswerRequest(question="k01", policy={"max_stage": 3, "run_all": True})
         slow = asyncio.create_task(state.answer(req, "/v1/answer"))
         await asyncio.sleep(0.05)  # the request is inside the cascade now
-        out = await state.reload_calibration(b)
+        out = await state.reload_calibration(b.name)
         after = await state.answer(req, "/v1/answer")
-        return await slow, after, out["previous_id"]
+        assert out["replaced"] == ["default"]
+        return await slow, after, out["previous"]["default"]
 
     before, after, previous = asyncio.run(run())
     assert before.calibration.id == previous != "artifact-b"
@@ -230,8 +248,9 @@ def test_sighup_reloads_the_artifact_file(tmp_path: Path, artifacts: tuple[Path,
 
 def test_the_documented_loop_commands_match_the_cli_and_the_route() -> None:
     """docs/operations.md's loop block: the `candor calibrate` line parses with the real CLI
-    (its --from-log run is test_the_loop_from_log_to_reload_to_a_verdict) and the curl line
-    posts a valid body to the real route."""
+    (its --from-log run is test_the_loop_from_log_to_reload_to_a_verdict), writes into the
+    default CANDOR_CALIBRATION_DIR, and the curl line posts, with an admin key, a valid
+    body naming that file to the real route."""
     import re
     import shlex
 
@@ -250,4 +269,9 @@ def test_the_documented_loop_commands_match_the_cli_and_the_route() -> None:
     paths = create_app(Settings(), engine=FakeEngine()).openapi()["paths"]
     assert path in paths and "post" in paths[path]
     body = json.loads(curl[curl.index("-d") + 1])
-    assert ReloadRequest.model_validate(body).path == str(args.out)
+    source = ReloadRequest.model_validate(body).source
+    assert source is not None
+    out = Path(args.out).expanduser()  # the shell expands the doc's ~
+    root = Settings(cache_dir=Path("~/.cache/candor").expanduser()).calibration_root
+    assert root / source == out and out.parent == root
+    assert curl[curl.index("-H") + 1] == "Authorization: Bearer $ADMIN_KEY"
