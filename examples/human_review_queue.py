@@ -74,10 +74,11 @@ def audited(r: Routed) -> bool:
 async def run(args: argparse.Namespace) -> int:
     questions = [q.strip() for q in Path(args.questions).read_text().splitlines() if q.strip()]
     policy: dict[str, Any] = {"max_stage": args.max_stage}
-    if args.audit_rate is not None:  # the same for every request: the sample stays uniform
+    if args.audit_rate is not None:  # an admin's raised rate; the monitors thin it back
         policy["audit_rate"] = args.audit_rate
     sem = asyncio.Semaphore(args.concurrency)
-    async with AsyncCandorClient(args.url, timeout=args.timeout) as candor:
+    async with AsyncCandorClient(args.url, api_key=args.api_key,
+                                 timeout=args.timeout) as candor:
         async def bounded(q: str) -> Routed:
             async with sem:
                 return await route_one(candor, q, policy, args.max_tokens)
@@ -115,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="JSONL file of audited decisions (the unbiased labels)")
     p.add_argument("--max-stage", type=int, default=1, choices=range(4))
     p.add_argument("--audit-rate", type=float, default=None,
-                   help="per-request audit rate (overrides the server's CANDOR_AUDIT_RATE)")
+                   help="raise these requests' audit rate above the server's "
+                   "CANDOR_AUDIT_RATE (needs an admin key: --api-key)")
+    p.add_argument("--api-key", default=None, help="Candor key (env CANDOR_API_KEY)")
     p.add_argument("--max-tokens", type=int, default=None)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--timeout", type=float, default=300.0)

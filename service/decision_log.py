@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from service import schemas
-from service.decision_store import DecisionStore, open_store, redact
+from service.decision_store import DecisionStore, Label, open_store, redact
 from service.errors import DeadlineExceeded, EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("serving", "TEXT"),  # JSON: the serving settings of this decision (calibration/pinning.py)
     ("scope", "TEXT"),  # JSON: the scope test's report (schemas.ScopeReport)
     ("label", "INTEGER"), ("label_ts", "REAL"),
+    ("labeller", "TEXT"),  # who sent the label: "key:<fingerprint>" or "anonymous"
 )
-LABEL_COLUMNS = ("label", "label_ts")
+LABEL_COLUMNS = ("label", "label_ts", "labeller")
 SCHEMA = (  # the SQLite form, for tools and tests that build a log by hand
     "CREATE TABLE IF NOT EXISTS decisions ("
     + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ");\n"
@@ -65,6 +66,7 @@ class Labelled:
 
     id: str
     audit: bool
+    audit_rate: float | None
     decision: str | None
     target_risk: float | None
     calibration_id: str | None
@@ -137,21 +139,22 @@ class DecisionLog:
             self._drop(1)
             log.warning("decision log queue full; dropped %s (%d so far)", resp.id, self.dropped)
 
-    async def feedback(self, answer_id: str, correct: bool,
+    async def feedback(self, answer_id: str, correct: bool, labeller: str = "anonymous",
                        timeout_s: float = 30.0) -> Labelled | None:
-        """Label a logged decision once committed: the labelled row (its audit flag and the
-        promise it carried, for live monitoring), or None when the id is unknown."""
+        """Label a logged decision once committed (``labeller``: who sent it, recorded with
+        it): the labelled row (its audit draw and the promise it carried, for live
+        monitoring), or None when the id is unknown."""
+        label = (answer_id, correct, labeller)
         for pause in (*self.unknown_grace_s, None):
-            labelled = await self._feedback_once(answer_id, correct, timeout_s)
+            labelled = await self._feedback_once(label, timeout_s)
             if labelled is not None or pause is None:
                 return labelled
             await asyncio.sleep(pause)
         return None  # pragma: no cover - the loop always returns
 
-    async def _feedback_once(self, answer_id: str, correct: bool,
-                             timeout_s: float) -> Labelled | None:
+    async def _feedback_once(self, label: Label, timeout_s: float) -> Labelled | None:
         fut: concurrent.futures.Future[Labelled | None] = concurrent.futures.Future()
-        await asyncio.to_thread(self._q.put, ("feedback", (answer_id, correct, fut)))
+        await asyncio.to_thread(self._q.put, ("feedback", (label, fut)))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
         except TimeoutError as exc:
@@ -188,20 +191,20 @@ class DecisionLog:
         rows = [item for kind, item in batch if kind == "decision"]
         labels = [item for kind, item in batch if kind == "feedback"]
         try:
-            results = self._store.write(rows, [(rid, ok) for rid, ok, _ in labels])
+            results = self._store.write(rows, [label for label, _ in labels])
         except Exception as exc:  # noqa: BLE001 - counted, surfaced, and the writer lives on
             self._fail(exc, len(rows))
-            for _, _, fut in labels:
+            for _, fut in labels:
                 _settle(fut, EngineUnavailable(
                     "the decision log cannot store the label right now; retry",
                     headers={"Retry-After": "5"}))
             return False
         self.written += len(rows)
         self.last_error = None
-        for (rid, ok, fut), stored in zip(labels, results, strict=True):
+        for ((rid, ok, _), fut), stored in zip(labels, results, strict=True):
             _settle(fut, None if stored is None else Labelled(
-                rid, bool(stored["audit"]), stored["decision"], stored["target_risk"],
-                stored["calibration_id"], stored["profile"], ok,
+                rid, bool(stored["audit"]), stored["audit_rate"], stored["decision"],
+                stored["target_risk"], stored["calibration_id"], stored["profile"], ok,
                 None if stored["label"] is None else bool(stored["label"])))
         return True
 
@@ -261,9 +264,9 @@ def labelled_entries(path: Path | str) -> list[dict[str, Any]]:
     values, e.g. ``mean_nll``, ``consistency``), ``stages`` (per-stage reports: ``name``,
     ``stage``, ``confidence``, ``ms``, ``tokens``, ``informative``), ``correct`` (the
     feedback label, bool), ``audit`` (bool: the decision was in the uniform audit sample, so
-    its label is unbiased), ``audit_rate``, ``target_risk``, ``profile``, ``serving`` (the
-    serving settings' fingerprint), and ``question``/``answer`` (None unless
-    ``CANDOR_LOG_TEXT``).
+    its label is unbiased), ``audit_rate``, ``labeller`` (who sent the label),
+    ``target_risk``, ``profile``, ``serving`` (the serving settings' fingerprint), and
+    ``question``/``answer`` (None unless ``CANDOR_LOG_TEXT``).
     """
     store = open_store(path, COLUMNS, LABEL_COLUMNS, readonly=True)
     try:

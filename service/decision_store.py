@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 Row = dict[str, Any]
-Label = tuple[str, bool]  # (answer id, correct)
+Label = tuple[str, bool, str]  # (answer id, correct, labeller)
 
 
 class DecisionStore(ABC):
@@ -75,7 +75,7 @@ class SqliteStore(DecisionStore):
         c.execute("BEGIN IMMEDIATE")  # the write lock up front: no upgrade deadlock
         try:
             c.executemany(self._insert, rows)
-            out = [_label(c, "?", rid, ok) for rid, ok in labels]
+            out = [_label(c, "?", label) for label in labels]
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
@@ -152,7 +152,7 @@ class PostgresStore(DecisionStore):
             with conn.cursor() as cur:
                 if rows:
                     cur.executemany(self._insert, rows)
-                return [_label(cur, "%s", rid, ok) for rid, ok in labels]
+                return [_label(cur, "%s", label) for label in labels]
 
         return list(self._run(tx))
 
@@ -173,17 +173,19 @@ class PostgresStore(DecisionStore):
             self._conn.close()
 
 
-LABELLED = ("audit", "decision", "target_risk", "calibration_id", "profile", "label")
+LABELLED = ("audit", "audit_rate", "decision", "target_risk", "calibration_id", "profile",
+            "label")
 
 
-def _label(cur: Any, ph: str, rid: str, correct: bool) -> dict[str, Any] | None:
+def _label(cur: Any, ph: str, label: Label) -> dict[str, Any] | None:
     """Label one decision; what it labelled (``label``: the label it replaced), or None."""
+    rid, correct, labeller = label
     row = cur.execute(f"SELECT {', '.join(LABELLED)} FROM decisions WHERE id = {ph}",
                       (rid,)).fetchone()
     if row is None:
         return None
-    cur.execute(f"UPDATE decisions SET label = {ph}, label_ts = {ph} WHERE id = {ph}",
-                (int(correct), time.time(), rid))
+    cur.execute(f"UPDATE decisions SET label = {ph}, label_ts = {ph}, labeller = {ph} "
+                f"WHERE id = {ph}", (int(correct), time.time(), labeller, rid))
     return dict(zip(LABELLED, row, strict=True))
 
 

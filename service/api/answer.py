@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.api.deps import StateDep
 from service.api.errors import documented_errors
+from service.api.principal import check_audit_override
 from service.schemas import (
     AnswerRequest,
     AnswerResponse,
@@ -13,14 +14,15 @@ from service.schemas import (
     ScoreResponse,
 )
 
-ERRORS = documented_errors(400, 413, 422, 429, 500, 503, 504)
+ERRORS = documented_errors(400, 403, 413, 422, 429, 500, 503, 504)
 
 router = APIRouter(prefix="/v1", tags=["answer"], responses=ERRORS)
 
 
 @router.post("/answer", response_model=AnswerResponse)
-async def answer(req: AnswerRequest, state: StateDep) -> AnswerResponse:
+async def answer(req: AnswerRequest, request: Request, state: StateDep) -> AnswerResponse:
     """Answer a question with a confidence; abstain (HTTP 200) when the cascade is unsure."""
+    check_audit_override(req.policy.audit_rate, request, state.settings.audit_rate)
     return await state.answer(req, endpoint="/v1/answer")
 
 

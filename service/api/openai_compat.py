@@ -7,11 +7,12 @@ two stream modes in ``service/api/streaming.py``.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from service.api.answer import ERRORS
 from service.api.deps import StateDep
+from service.api.principal import check_audit_override
 from service.api.streaming import chat_stream
 from service.openai_schemas import (
     ChatCompletionRequest,
@@ -29,9 +30,10 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=ERRORS)
                      "description": "JSON, or server-sent events when stream=true"}},
 )
 async def chat_completions(
-    req: ChatCompletionRequest, state: StateDep
+    req: ChatCompletionRequest, request: Request, state: StateDep
 ) -> ChatCompletionResponse | StreamingResponse:
     """Answer the last user message; abstentions carry the configured abstention message."""
+    check_audit_override(req.policy.audit_rate, request, state.settings.audit_rate)
     answer_req = to_answer_request(req)
     max_tokens = answer_req.max_tokens or state.settings.default_max_tokens
     message = state.settings.abstain_message

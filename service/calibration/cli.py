@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from service.audit import common_rate, kept
 from service.calibration.collect import CollectError, CollectSettings, collect
 from service.calibration.pinning import ServingSettings, compare, serving_settings
 from service.calibration.records import Record, from_response, to_records
@@ -176,6 +177,17 @@ def load_serving(cache: Path) -> dict[str, Any] | None:
     return data
 
 
+def thinned(audited: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audited entries thinned to their lowest audit rate (``service/audit.py``): a uniform
+    sample even when the server's rate changed between restarts."""
+    common = common_rate(e.get("audit_rate") for e in audited)
+    keep = [e for e in audited if kept(e["id"], e.get("audit_rate"), common)]
+    if len(keep) < len(audited):
+        log.info("audit rates differ between decisions: %d of %d audited labels kept, "
+                 "a uniform sample at rate %g", len(keep), len(audited), common)
+    return keep
+
+
 def from_log(path: Path | str) -> tuple[list[Record], ServingSettings, Labels]:
     """Labelled decisions of the decision log (``POST /v1/feedback`` labels), from a SQLite
     path or a ``postgresql://`` URL.
@@ -192,7 +204,7 @@ def from_log(path: Path | str) -> tuple[list[Record], ServingSettings, Labels]:
         entries = labelled_entries(path)
     except Exception as exc:  # noqa: BLE001 - sqlite3 errors, a missing file
         raise SystemExit(f"candor: cannot read the decision log {path}: {exc}") from exc
-    audited = [e for e in entries if e["audit"]]
+    audited = thinned([e for e in entries if e["audit"]])
     labels: Labels = "audit" if audited else "self-selected"
     rows = audited or entries
     if not rows:

@@ -11,13 +11,13 @@ cluster says for this model (``fits_homogeneous``).
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service import schemas
+from service.audit import audited
 from service.calibration.profiles import Profiles
 from service.cascade import routing
 from service.cascade.policy import Action, ConfidenceModel, Policy, PolicyChoice
@@ -98,7 +98,6 @@ class Cascade:
     profile_max_tokens: bool = False  # a request without max_tokens gets its profile's pin
     math_instruction: str | None = None
     out_of_scope: str = "abstain"  # CANDOR_OUT_OF_SCOPE
-    rng: random.Random = field(default_factory=random.Random)
 
     def choose_policy(self, req: schemas.AnswerRequest, max_stage: int, max_tokens: int,
                       model: ConfidenceModel) -> PolicyChoice:
@@ -141,11 +140,13 @@ class Cascade:
         choice = self.choose_policy(req, decide_at, max_tokens, model)
         if route.untested is not None and choice.target_risk is not None:
             choice = PolicyChoice(choice.policy, None, route.untested)
-        audit_rate = self.audit_rate if req.policy.audit_rate is None else req.policy.audit_rate
-        audit = self.rng.random() < audit_rate
+        rid = f"ans_{uuid.uuid4().hex[:24]}"
+        # the server's draw (service/audit.py); an admin may only raise the rate
+        audit_rate = max(self.audit_rate, req.policy.audit_rate or 0.0)
+        audit = audited(rid, audit_rate)
         budget_ms = min(req.policy.budget_ms or self.max_budget_ms, self.max_budget_ms)
         return Plan(
-            rid=f"ans_{uuid.uuid4().hex[:24]}", route=route, choice=choice,
+            rid=rid, route=route, choice=choice,
             max_tokens=max_tokens, asked=asked, decide_at=decide_at,
             run_to=asked if audit else decide_at,  # audited: every stage, for the record
             audit=audit, audit_rate=audit_rate, budget_ms=budget_ms,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from service import schemas
+from service.audit import common_rate, kept
 from service.metrics import Metrics
 from service.monitoring.drift import DEFAULT_WINDOW, DriftMonitor
 from service.monitoring.promise import (
@@ -31,7 +32,11 @@ class Labelled(Protocol):
     """What the decision log returns for a committed label (``decision_log.Labelled``)."""
 
     @property
+    def id(self) -> str: ...
+    @property
     def audit(self) -> bool: ...
+    @property
+    def audit_rate(self) -> float | None: ...
     @property
     def decision(self) -> str | None: ...
     @property
@@ -72,6 +77,7 @@ def active_from_model(model: object, window: int) -> Active | None:
 @dataclass
 class Monitoring:
     metrics: Metrics
+    audit_rate: float = 0.0  # the server's (CANDOR_AUDIT_RATE): new promises thin to it
     level: float = DEFAULT_LEVEL
     min_labels: int = DEFAULT_MIN_LABELS
     window: int = DEFAULT_WINDOW
@@ -99,8 +105,9 @@ class Monitoring:
             act = self.active.get(profile)
             expected = (act.expected_abstention.get(key.target_risk)
                         if act is not None and act.calibration_id == cal_id else None)
-            mon = self.promises[key] = PromiseMonitor(key, self.level, self.min_labels,
-                                                      expected_abstention=expected)
+            mon = self.promises[key] = PromiseMonitor(
+                key, self.level, self.min_labels, expected_abstention=expected,
+                common_rate=common_rate([self.audit_rate]))
         return mon
 
     def _is_active(self, key: PromiseKey) -> bool:
@@ -114,8 +121,13 @@ class Monitoring:
             return
         if resp.audit and cal.target_risk is not None:
             mon = self._promise(cal.profile, cal.id, cal.target_risk)
-            mon.observe_decision(resp.abstained)
-            self._publish_one(mon)
+            if mon.common_rate is None or 0 < resp.audit_rate < mon.common_rate:
+                # auditing off (CANDOR_AUDIT_RATE=0): an admin's rate sets the sample; a
+                # lower one thins what comes next (and everything at the next restart)
+                mon.common_rate = resp.audit_rate
+            if kept(resp.id, resp.audit_rate, mon.common_rate):
+                mon.observe_decision(resp.abstained)
+                self._publish_one(mon)
         act = self.active.get(cal.profile)
         if act is not None and act.calibration_id == cal.id and act.drift is not None:
             conf0 = next((s.confidence for s in resp.stages if s.stage == 0), None)
@@ -126,19 +138,22 @@ class Monitoring:
             self.metrics.publish_drift(act.profile, act.calibration_id, act.drift.report())
 
     def observe_label(self, row: Labelled) -> None:
-        """A committed label: counts when it is an answered audited decision with a promise."""
+        """A committed label: counts when it is an answered audited decision with a promise,
+        kept in the monitor's uniform sample (``service/audit.py``)."""
         if not (row.audit and row.decision == "answer" and row.target_risk is not None
                 and row.calibration_id and row.profile):
             return
         mon = self._promise(row.profile, row.calibration_id, row.target_risk)
-        mon.observe_label(row.correct, row.previous)
-        self._publish_one(mon)
+        if kept(row.id, row.audit_rate, mon.common_rate):
+            mon.observe_label(row.correct, row.previous)
+            self._publish_one(mon)
 
     def restore(self, counts: list[AuditCounts], recent: list[RecentDecision]) -> None:
         """Rebuild from the decision log (``monitoring.restore``): running sums and the
         active artifact's drift window, oldest decision first."""
         for c in counts:
             mon = self._promise(c.profile, c.calibration_id, c.target_risk)
+            mon.common_rate = c.common_rate
             mon.decisions, mon.abstained = c.decisions, c.abstained
             mon.labelled, mon.errors = c.labelled, c.errors
         for d in recent:

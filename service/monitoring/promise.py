@@ -8,8 +8,10 @@ sums only (O(1) per event):
 - labelled *answered* audited decisions and how many were wrong: the realised risk, with
   the anytime-valid confidence sequence of ``confseq.bernoulli_cs``.
 
-Audited decisions are a uniform random sample of all decisions, so their labels are an
-unbiased sample of the answered ones' errors (docs/calibration.md, "Audit sampling").
+Audited decisions are a uniform random sample of all decisions (drawn by the server alone,
+thinned to one rate when the rate changed between restarts: ``service/audit.py``), so
+their labels are an unbiased sample of the answered ones' errors (docs/calibration.md,
+"Audit sampling").
 
 Verdicts (``verdict``):
 
@@ -47,6 +49,7 @@ class PromiseMonitor:
     min_labels: int = DEFAULT_MIN_LABELS
     t_opt: float = DEFAULT_T_OPT
     expected_abstention: float | None = None  # 1 - held-out coverage at this target risk
+    common_rate: float | None = None  # the audit rate its sample is thinned to (service/audit.py)
     decisions: int = 0  # audited decisions with this promise
     abstained: int = 0
     labelled: int = 0  # labelled answered audited decisions

@@ -1,18 +1,23 @@
 """Rebuild the live monitors from the SQLite decision log at startup (read-only).
 
 SQLite only (a PostgreSQL log is shared by replicas; each replica's monitors then start
-empty and count what it sees). Two queries: the running sums of every promise (audited
-decisions with a target risk, grouped by profile, artifact id and target risk: decisions,
-abstentions, labelled answered, wrong answered), and the last ``limit`` decisions of the
-active artifact for the drift window. Only committed rows exist, which is what a restart can keep.
+empty and count what it sees). Two reads: the running sums of every promise (audited
+decisions with a target risk, per profile, artifact id and target risk: decisions,
+abstentions, labelled answered, wrong answered), thinned to the lowest audit rate the
+promise's decisions were served at (``service/audit.py``: a uniform sample even when the
+rate changed between restarts), and the last ``limit`` decisions of the active artifact
+for the drift window. Only committed rows exist, which is what a restart can keep.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from service.audit import common_rate, kept
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class AuditCounts:
     abstained: int
     labelled: int
     errors: int
+    common_rate: float | None  # the audit rate the counts are thinned to
 
 
 @dataclass(frozen=True)
@@ -36,15 +42,15 @@ class RecentDecision:
     signals: dict[str, float] | None = None  # the raw signals logged with it
 
 
-_COUNTS = """
-SELECT profile, calibration_id, target_risk, COUNT(*),
-       SUM(decision = 'abstain'),
-       SUM(decision = 'answer' AND label IS NOT NULL),
-       SUM(decision = 'answer' AND label = 0)
-FROM decisions
-WHERE audit = 1 AND target_risk IS NOT NULL AND calibration_id IS NOT NULL
-      AND profile IS NOT NULL
-GROUP BY profile, calibration_id, target_risk
+_PROMISE = ("target_risk IS NOT NULL AND calibration_id IS NOT NULL "
+            "AND profile IS NOT NULL")
+_RATES = f"""
+SELECT profile, calibration_id, target_risk, MIN(audit_rate) FROM decisions
+WHERE {_PROMISE} AND audit_rate > 0 GROUP BY profile, calibration_id, target_risk
+"""
+_AUDITED = f"""
+SELECT profile, calibration_id, target_risk, id, audit_rate, decision, label
+FROM decisions WHERE audit = 1 AND {_PROMISE}
 """
 _RECENT = """
 SELECT profile, calibration_id, target_risk, stage_reached, stages, signals FROM decisions
@@ -67,16 +73,30 @@ def _connect(path: Path) -> sqlite3.Connection | None:
     return sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30.0)
 
 
-def audit_counts(path: Path) -> list[AuditCounts]:
+def audit_counts(path: Path, current_rate: float = 0.0) -> list[AuditCounts]:
+    """Each promise's sums over its audited decisions, thinned to the lowest positive audit
+    rate among its decisions and ``current_rate`` (the server's, for what comes next)."""
     conn = _connect(path)
     if conn is None:
         return []
     try:
-        rows = conn.execute(_COUNTS).fetchall()
+        lowest = {(p, c, float(t)): r for p, c, t, r in conn.execute(_RATES)}
+        audited = conn.execute(_AUDITED).fetchall()
     finally:
         conn.close()
-    return [AuditCounts(p, c, float(t), int(n), int(a or 0), int(lab or 0), int(e or 0))
-            for p, c, t, n, a, lab, e in rows]
+    sums: dict[tuple[str, str, float], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    common = {key: common_rate([rate, current_rate]) for key, rate in lowest.items()}
+    for p, c, t, rid, rate, decision, label in audited:
+        key = (p, c, float(t))
+        if not kept(rid, rate, common.get(key)):
+            continue
+        s = sums[key]
+        s[0] += 1
+        s[1] += decision == "abstain"
+        s[2] += decision == "answer" and label is not None
+        s[3] += decision == "answer" and label == 0
+    return [AuditCounts(p, c, t, n, a, lab, e, common[(p, c, t)])
+            for (p, c, t) in sorted(common) for n, a, lab, e in [sums[(p, c, t)]]]
 
 
 def _stage0(stages_json: str | None) -> float | None:

@@ -19,7 +19,7 @@ import pytest
 from candor_client import AsyncCandorClient, CandorClient, NotFoundError
 from candor_client.cli import EXIT_ABSTAINED, EXIT_OK
 
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import ADMIN_KEY, LiveServer
 from tests.unit.api_reference import DOC, documented_block, render
 from tests.unit.client_drift import drift
 
@@ -144,7 +144,8 @@ def test_examples_run_against_the_server(live_server: LiveServer, tmp_path: Path
     queue, audit = tmp_path / "queue.jsonl", tmp_path / "audit.jsonl"
     desk = run_tool(sys.executable, "examples/human_review_queue.py", "--url", live_server.url,
                     "--questions", str(questions), "--queue", str(queue), "--max-stage", "0",
-                    "--max-tokens", "12", "--audit-queue", str(audit), "--audit-rate", "1")
+                    "--max-tokens", "12", "--audit-queue", str(audit), "--audit-rate", "1",
+                    "--api-key", ADMIN_KEY)
     assert desk.returncode == 0, desk.stderr
     summary = json.loads(desk.stdout.splitlines()[-1])
     assert summary["questions"] == 2 and summary["errors"] == 0

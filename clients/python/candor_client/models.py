@@ -28,7 +28,7 @@ class Policy(BaseModel):
     run_all: bool = False
     profile: str | None = Field(default=None, min_length=1, max_length=64)
     out_of_scope: Literal["abstain", "serve"] | None = None
-    audit_rate: float | None = Field(default=None, ge=0, le=1)
+    audit_rate: float | None = Field(default=None, ge=0, le=1)  # admin keys only
 
 
 class Signals(_Model):
