@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,7 +28,7 @@ from service.engine.factory import start_engine
 from service.engine.protocol import EngineClient
 from service.errors import CalibrationError, CandorError
 from service.state import CandorState
-from service.watchdog import EXIT_ENGINE_FAILED, EngineWatchdog
+from service.watchdog import EXIT_ENGINE_FAILED, EngineWatchdog, request_shutdown
 
 log = logging.getLogger("candor")
 
@@ -63,8 +64,9 @@ def load_side_models(s: Settings) -> tuple[object | None, object | None]:
 
 
 def install_sighup(state: CandorState) -> bool:
-    """SIGHUP reloads the calibration artifact loaded last (as the admin route does); only
-    where the loop may own signals (the main thread: ``candor serve``)."""
+    """SIGHUP re-reads CANDOR_CALIBRATION, the configured source (as the admin route does
+    with no body), making it exactly the active set again; only where the loop may own
+    signals (the main thread: ``candor serve``)."""
     loop = asyncio.get_running_loop()
 
     async def reload() -> None:
@@ -114,7 +116,9 @@ def create_app(
             # in-process engine: supervise it (a remote one recovers on its own: /readyz)
             app.state.watchdog = EngineWatchdog(
                 state, settings.engine_watchdog_s, settings.engine_exit_grace_s,
-                settings.exit_on_engine_failure)
+                settings.exit_on_engine_failure,
+                # `candor serve` stops its uvicorn directly (service/server.py), so it exits 3
+                getattr(app.state, "request_shutdown", request_shutdown))
             watch = asyncio.create_task(app.state.watchdog.run())
         try:
             yield
@@ -129,9 +133,13 @@ def create_app(
             if state.engine is not None:
                 await state.engine.aclose()
 
+    # /docs and /redoc load Swagger UI / ReDoc from a CDN (blank offline): off unless
+    # CANDOR_API_DOCS=true; /openapi.json is always served.
+    docs = settings.api_docs
     app = FastAPI(
         title="Candor", version=__version__, lifespan=lifespan,
         description="Answers with a calibrated confidence; abstains when unsure.",
+        docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
     )
     app.state.candor = state
     register_routers(app)
@@ -142,7 +150,7 @@ def create_app(
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from service.server import serve
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
@@ -157,10 +165,27 @@ def _serve(args: argparse.Namespace) -> int:
         log.error("%s", exc.message)
         print(f"candor: {exc.message}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=10)
+    # before the engine (the lifespan starts it); the guardian outlives this process for
+    # as long as it takes to kill what is left of it, then exits
+    guardian = _start_guardian(settings)  # noqa: F841 - holds the pipe's write end open
+    serve(app, settings)  # uvicorn with the slow-client limits (service/server.py)
     watchdog = getattr(app.state, "watchdog", None)
     return EXIT_ENGINE_FAILED if watchdog is not None and watchdog.tripped else 0
+
+
+def _start_guardian(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """The guardian (service/guardian.py) of an in-process engine: its processes end with
+    this one, even on kill -9. Started before the engine; a failure to start is logged."""
+    if settings.engine != "local":
+        return None  # a remote engine: no engine process here
+    from service import guardian
+
+    try:
+        return guardian.start()
+    except OSError as exc:
+        log.warning("engine guardian not started (%s): a kill -9 of this server would "
+                    "leave the engine's processes running", exc)
+        return None
 
 
 def _prepare(args: argparse.Namespace) -> int:

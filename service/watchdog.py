@@ -5,9 +5,10 @@ Policy (docs/reliability.md): Candor does not try to restart vLLM inside the pro
 trust). Instead, as soon as the engine is found dead (``health()`` false after it was
 ready) or failed to load, the watchdog takes the cascade out of service, so ``/readyz``
 and every request answer 503 with the reason, and after ``engine_exit_grace_s`` it asks
-the server to shut down (SIGTERM to itself: uvicorn drains and exits). ``candor serve``
-then exits with status 3, and the supervisor (systemd ``Restart=on-failure``, Docker
-``restart: unless-stopped``, Kubernetes) starts a fresh process.
+the server to shut down (``candor serve``: uvicorn's ``should_exit``, so it drains and
+returns; elsewhere SIGTERM to itself). ``candor serve`` then exits with status 3, and
+the supervisor (systemd ``Restart=on-failure``, Docker ``restart: unless-stopped``,
+Kubernetes) starts a fresh process.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "candor-session-admin"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 READY_TIMEOUT_S = float(os.environ.get("CANDOR_TEST_READY_TIMEOUT", "420"))
 
 
@@ -115,9 +117,52 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         # not: they run the cascade as usual (the default, abstain, is tested on `make serve`
         # in test_shipped_profiles.py)
         "CANDOR_OUT_OF_SCOPE": "serve",
+        # admin routes and admin-only request fields (policy.audit_rate); client routes
+        # stay open (no CANDOR_API_KEYS)
+        "CANDOR_ADMIN_KEYS": ADMIN_KEY,
+        # the one directory a reload may read artifacts from (live_promise.py writes there)
+        "CANDOR_CALIBRATION_DIR": str(tmp / "calibration"),
     })
     yield server
-    stop_server(server)
+    kill9_leaves_nothing(server)
+
+
+def kill9_leaves_nothing(server: LiveServer, within_s: float = 10.0) -> None:
+    """The session server's teardown: kill -9 it (the server process alone, not its
+    group) and fail unless every process it started (the engine's EngineCore and Worker,
+    its guardian) is gone within ``within_s`` (service/guardian.py). A dead process that
+    its new parent has not reaped yet (a zombie) holds no memory: it counts as gone."""
+    import contextlib
+    import json
+
+    import psutil
+
+    from service.guardian import wait_dead
+
+    if server.proc.poll() is not None:
+        pytest.fail(f"the session server exited early:\n{server.log_tail()}")
+    def name(p: psutil.Process) -> str:
+        try:
+            return f"{p.name()} {' '.join(p.cmdline()[1:4])}".strip()
+        except psutil.Error:
+            return "?"
+
+    procs = psutil.Process(server.proc.pid).children(recursive=True)
+    names = {p.pid: name(p) for p in procs}
+    assert any("EngineCore" in n for n in names.values()), f"no engine process: {names}"
+    assert any("service.guardian" in n for n in names.values()), f"no guardian: {names}"
+    t0 = time.monotonic()
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=10)
+    alive = wait_dead(procs, within_s)
+    took = time.monotonic() - t0
+    print("\nKILL9_REPORT " + json.dumps({"processes": sorted(names.values()),
+                                          "all_gone_after_s": round(took, 2)}))
+    for p in alive:  # never leave them to the rest of the machine
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    assert not alive, (f"alive {within_s:g} s after kill -9 of the server: "
+                       f"{[names[p.pid] for p in alive]}\n{server.log_tail()}")
 
 
 @pytest.fixture(scope="session")
