@@ -13,7 +13,9 @@ default 4): the limit climbs while latency stays flat, so the baseline is learnt
 
 ``Limiter`` admits a request while ``inflight < min(limit, ceiling)``; ``CANDOR_MAX_INFLIGHT``
 is the hard ceiling, and ``CANDOR_ADMISSION=fixed`` keeps the old fixed count. Times come
-from ``time.monotonic`` (injectable).
+from ``time.monotonic`` (injectable). Labels (``POST /v1/feedback``) have a fixed pool of
+their own, ``CANDOR_MAX_INFLIGHT_FEEDBACK``: they load the decision log writer, not the
+engine, and a flood of them must not queue without bound in front of it and the event loop.
 """
 
 from __future__ import annotations
@@ -118,7 +120,9 @@ class Limiter:
 
 def admission_pools(settings: Settings, metrics: Metrics) -> dict[str, Limiter]:
     """The answer pool (``/v1/answer``, chat) and the score pool, each with its own limit
-    (they load different things: the engine, the embedder/NLI)."""
+    (they load different things: the engine, the embedder/NLI), and the feedback pool, a
+    fixed count (``max_inflight_feedback``: a label's latency is the decision log's commit,
+    which says nothing about the engine's capacity)."""
     adaptive = settings.admission == "adaptive"
     ceiling = settings.max_inflight
     initial = min(ceiling, settings.admission_initial_limit)
@@ -133,4 +137,7 @@ def admission_pools(settings: Settings, metrics: Metrics) -> dict[str, Limiter]:
         lim = GradientLimit(limit=float(initial), max_limit=ceiling) if adaptive else None
         pools[name] = Limiter(name, ceiling, lim, on_change=publish)
         pools[name]._notify()
+    pools["feedback"] = Limiter("feedback", settings.max_inflight_feedback, None,
+                                on_change=publish)
+    pools["feedback"]._notify()
     return pools

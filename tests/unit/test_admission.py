@@ -97,7 +97,9 @@ def test_pools_ceiling_and_metric() -> None:
     metrics = Metrics()
     state = CandorState.build(Settings(max_inflight=6, admission_initial_limit=50),
                               metrics=metrics)
-    assert set(state.limiters) == {"answers", "score"}
+    assert set(state.limiters) == {"answers", "score", "feedback"}
+    assert state.limiters["feedback"].limit is None  # fixed: CANDOR_MAX_INFLIGHT_FEEDBACK
+    assert state.limiters["feedback"].current == Settings().max_inflight_feedback
     assert state.limiters["answers"].current == 6  # max_inflight stays the hard ceiling
     value = metrics.registry.get_sample_value("candor_admission_limit", {"pool": "score"})
     assert value == 6
