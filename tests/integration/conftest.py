@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.servers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "candor-session-admin"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 READY_TIMEOUT_S = float(os.environ.get("CANDOR_TEST_READY_TIMEOUT", "420"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -141,6 +136,7 @@ def kill9_leaves_nothing(server: LiveServer, within_s: float = 10.0) -> None:
 
     if server.proc.poll() is not None:
         pytest.fail(f"the session server exited early:\n{server.log_tail()}")
+
     def name(p: psutil.Process) -> str:
         try:
             return f"{p.name()} {' '.join(p.cmdline()[1:4])}".strip()

@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +24,7 @@ from service.config import Settings
 from service.decision_log import DecisionLog, labelled_entries
 from service.main import create_app
 from tests.fakes import FakeEmbedder, FakeEngine
+from tests.servers import free_port, spawn, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,24 +120,11 @@ uvicorn.run(create_app(s, engine=FakeEngine(), embedder=FakeEmbedder()),
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _kill_round(db: Path, run_s: float, workers: int = 8) -> tuple[dict[str, bool], int]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(db), str(port)], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    port = free_port()
+    proc = spawn(SERVER, str(db), str(port))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
+    wait_ready(url)
     acked: dict[str, bool] = {}
     sent = 0
     lock = threading.Lock()

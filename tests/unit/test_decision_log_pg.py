@@ -8,9 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +18,7 @@ import pytest
 
 from service.decision_log import labelled_entries
 from tests.pg import pg_bin, postgres_cluster
+from tests.servers import free_port, spawn, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(pg_bin() is None,
@@ -37,26 +35,13 @@ uvicorn.run(create_app(s, engine=FakeEngine(), embedder=FakeEmbedder()),
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Replica:
     def __init__(self, db_url: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-c", REPLICA, db_url, str(self.port)],
-                                     cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("replica did not start")
+        self.proc = spawn(REPLICA, db_url, str(self.port))
+        if not wait_ready(self.url):
+            raise RuntimeError("replica did not start")
 
     def feedback_count(self) -> float:
         text = httpx.get(f"{self.url}/metrics").text

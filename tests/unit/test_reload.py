@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from service.config import Settings
 from service.main import cli, create_app
 from service.state import CandorState
 from tests.fakes import FakeEmbedder, FakeEngine
+from tests.servers import free_port, spawn
 from tests.unit.test_calibration import make_spec
 from tests.unit.test_calibration_api import SCRIPTS
 
@@ -206,16 +204,13 @@ def test_sighup_reloads_the_artifact_file(tmp_path: Path, artifacts: tuple[Path,
     a, b = artifacts
     live_path = tmp_path / "live.json"
     live_path.write_text(a.read_text())
-    from tests.unit.test_decision_log import _free_port
-
-    port = _free_port()
+    port = free_port()
     code = ("import sys, uvicorn; from pathlib import Path; from service.config import Settings;"
             "from service.main import create_app; from tests.fakes import FakeEngine;"
             "s = Settings(samples_n=4, calibration=Path(sys.argv[1]));"
             "uvicorn.run(create_app(s, engine=FakeEngine()), host='127.0.0.1', "
             "port=int(sys.argv[2]), log_level='warning')")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(live_path), str(port)], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = spawn(code, str(live_path), str(port))
     url = f"http://127.0.0.1:{port}/v1/calibration"
 
     def current(timeout: float = 30.0, want: str | None = None) -> str | None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.unit.test_slow_clients import REPO, _free_port
+from tests.servers import REPO, free_port
 
 SCRIPT = textwrap.dedent("""
     import asyncio, sys
@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def run(how: str) -> int:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(_free_port()), how], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(free_port()), how], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     return proc.returncode
 

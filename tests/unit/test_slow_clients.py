@@ -7,17 +7,16 @@ body timeout), in a subprocess. Small timeouts (1 s) keep the tests fast.
 from __future__ import annotations
 
 import json
-import os
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.servers import free_port, spawn, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,28 +35,14 @@ HALF_HEADERS = b"POST /v1/answer HTTP/1.1\r\nHost: candor\r\nContent-Ty"
 QUESTION = json.dumps({"question": "What is 2 + 2?"}).encode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     def __init__(self, **settings: object) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(self.port), json.dumps(settings)], cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not start")
+        self.proc = spawn(SERVER, str(self.port), json.dumps(settings))
+        if not wait_ready(self.url):
+            self.stop()
+            raise RuntimeError("server did not start")
 
     def connect(self, first: bytes = b"") -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
