@@ -106,39 +106,61 @@ def test_no_process_outlives_the_server(end: str) -> None:
                 pass
 
 
+PARENT = ("import subprocess, sys, time\n"
+          "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+          "print(child.pid, flush=True)\n"
+          "time.sleep(600)\n")
+
+
+def _parent() -> tuple[subprocess.Popen[str], int]:
+    """A stand-in server with one child (never this test process: a guardian of pytest
+    would kill what pytest started, the integration session's server included)."""
+    proc = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
 def test_a_dead_process_is_forgotten() -> None:
     """Processes are remembered as psutil ``Process`` objects, whose ``is_running`` compares
     (pid, create time): one that died is forgotten at the next poll, never killed later
     under a pid another process got since."""
-    g = guardian.Guardian(os.getpid())
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    server, child_pid = _parent()
     try:
+        g = guardian.Guardian(server.pid)
         g.poll()
-        (proc,) = [p for p in g.known.values() if p.pid == child.pid]
+        (proc,) = [p for p in g.known.values() if p.pid == child_pid]
         assert guardian._alive(proc)
+        proc.kill()
+        assert guardian.wait_dead([proc], 5) == []
+        g.poll()
+        assert child_pid not in {p.pid for p in g.known.values()}
+        assert g.cleanup() == []
     finally:
-        child.kill()
-        child.wait()
-    assert not guardian._alive(proc)
-    g.poll()
-    assert child.pid not in {p.pid for p in g.known.values()}
-    assert g.cleanup() == []
+        server.kill()
+        server.wait()
 
 
 def test_a_closed_pipe_waits_for_the_server_itself() -> None:
     """The pipe may close just before the server exits (its interpreter's shutdown): the
-    guardian acts once the process is gone, not before (here the "server" is this test,
-    which lives on); a wrong argument is a usage error."""
-    g = guardian.start()
+    guardian acts once the process is gone, not before; a wrong argument is a usage error."""
+    server, child_pid = _parent()
+    g = guardian.start(server.pid)
     try:
         time.sleep(2 * guardian.POLL_S)
         assert g.stdin is not None
         g.stdin.close()
         time.sleep(1)
-        assert g.poll() is None  # still waiting for this process to end
+        assert g.poll() is None and psutil.pid_exists(child_pid)  # the server lives on
+        server.kill()
+        server.wait()
+        assert g.wait(timeout=10) == 0  # gone: the guardian cleans up and exits
+        assert _wait_for(lambda: not psutil.pid_exists(child_pid)
+                         or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE, 5)
     finally:
-        g.kill()
-        g.wait()
+        for proc in (g, server):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert guardian.main(["not-a-pid"]) == 2
 
 
