@@ -65,5 +65,5 @@ async def reload(request: Request, state: StateDep,
     atomic swap; in-flight requests finish on the profiles they started with. Needs an
     admin key (CANDOR_ADMIN_KEYS)."""
     source = req.source if req is not None else None
-    by = f"key:{principal(request).key_id}"
-    return ReloadResponse(**await state.reload_calibration(source, by=by))
+    return ReloadResponse(**await state.reload_calibration(
+        source, by=principal(request).labeller))
