@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.cascade.stages import MAX_STAGE
+from service.vocab import MAX_STAGE
 
 EMBEDDED_MODEL_ID = "SmolLM2-135M-Instruct"
 

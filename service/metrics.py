@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service import schemas
-from service.cascade.stages import STAGE_KEYS, STAGE_NAMES
+from service.vocab import ABSTAIN_REASONS, DECISIONS, NO_PROMISE, STAGE_KEYS, STAGE_NAMES
 
 if TYPE_CHECKING:
-    from service.calibration.profiles import Profiles
+    from service.calibration.artifact import CalibratedModel
+    from service.cascade.profiles import Profiles
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 CONFIDENCE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -30,16 +31,11 @@ ENDPOINTS = frozenset(
     (*ANSWER_ENDPOINTS, "/v1/score", "/v1/feedback", "/v1/models", "/v1/calibration",
      "/healthz", "/readyz", "/metrics", "/v1/admin/calibration/reload")
 )
-DECISIONS = ("answer", "abstain")
-ABSTAIN_REASONS = ("low_confidence", "hopeless", "empty_answer", "deadline", "out_of_scope")
 STAGES = STAGE_KEYS
 # Statuses the API documents (service/api/answer.py), pre-created so 5xx ratios exist at 0,
 # and 499 (nginx's "client closed request"): the caller went away and its work was cancelled.
 ERROR_STATUSES = ("400", "401", "404", "408", "413", "422", "429", "499", "500", "503", "504")
 OTHER = "other"
-# Why a decision carried no promise (CalibrationRef.reason starts with one of these words).
-NO_PROMISE = ("uncalibrated", "unsupported", "no_guarantee", "thresholds", "run_all",
-              "settings", "out_of_scope", "no_scope")
 # The profile label of a request no scope test ran on (``candor_scope_total``).
 NO_PROFILE = "none"
 
@@ -236,7 +232,7 @@ class Metrics:
             self.no_promise.labels(why=why)
         self.scope.labels(profile=NO_PROFILE, in_scope="untested")
 
-    def set_calibration(self, profiles: Profiles) -> None:
+    def set_calibration(self, profiles: Profiles[CalibratedModel]) -> None:
         """Publish the profiles served now; the previous artifacts' rows are dropped."""
         self.calibration_info.clear()
         for name, m in profiles.models.items():

@@ -30,7 +30,8 @@ from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
 from service.api_types import Bool, Int, Number, Text
 from service.errors import BadRequest
-from service.schemas import AnswerRequest, AnswerResponse, PolicyIn, Task, Usage
+from service.schemas import AnswerRequest, AnswerResponse, PolicyIn, Usage
+from service.vocab import Task
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 StreamMode = Literal["guarded", "live"]

@@ -18,21 +18,24 @@ exists. Whoever can write inside the directory is trusted (a link swapped betwee
 check and the read is theirs to make). ``CANDOR_CALIBRATION`` itself (startup, SIGHUP,
 a reload without a source) is the operator's and is not confined. ``validate_reload``
 turns a bad artifact into ``ArtifactRejected`` (HTTP 400, ``param: source``); the
-caller keeps the active profiles. ``CandorState`` does the swap.
+caller keeps the active profiles. ``CandorState`` does the swap, and ``reload_reply``
+says what it changed (``ReloadResponse``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.calibration.pinning import compare, serving_settings
-from service.calibration.profiles import Profiles, load_profiles, parse_sources
+from service.calibration.profiles import load_profiles, parse_sources
 from service.cascade.policy import UncalibratedModel
+from service.cascade.profiles import Profiles
 from service.config import Settings
 from service.errors import ArtifactRejected, BadRequest, CalibrationError
+from service.schemas import ReloadResponse
 
 if TYPE_CHECKING:
     from service.calibration.artifact import CalibratedModel
@@ -124,7 +127,7 @@ def pin_check(base: Settings, template: str | None) -> Callable[[CalibratedModel
     return check
 
 
-def adopt_pins(base: Settings, profiles: Profiles) -> Settings:
+def adopt_pins(base: Settings, profiles: Profiles[CalibratedModel]) -> Settings:
     """Requests without ``max_tokens`` get their profile's calibrated one (``Cascade``),
     unless CANDOR_DEFAULT_MAX_TOKENS was set; the limit makes room for it."""
     pins = sorted({m.spec.settings.answer_max_tokens for m in profiles.models.values()})
@@ -144,7 +147,7 @@ def adopt_pins(base: Settings, profiles: Profiles) -> Settings:
 
 
 def load_calibration(base: Settings, value: str | None = None,
-                     template: str | None = None) -> tuple[Profiles, Settings]:
+                     template: str | None = None) -> tuple[Profiles[CalibratedModel], Settings]:
     """The profiles ``value`` (default: CANDOR_CALIBRATION) names, and the settings their
     pins imply."""
     sources, strict = parse_sources(base.calibration if value is None else value)
@@ -152,7 +155,7 @@ def load_calibration(base: Settings, value: str | None = None,
 
 
 def _load(base: Settings, sources: list[str], strict: bool, template: str | None,
-          root: Path | None = None) -> tuple[Profiles, Settings]:
+          root: Path | None = None) -> tuple[Profiles[CalibratedModel], Settings]:
     uncal = UncalibratedModel(base.answer_threshold, base.abstain_threshold)
     profiles = load_profiles(sources, strict, _reader(base, root), pin_check(base, template),
                              uncal)
@@ -167,7 +170,7 @@ def _load(base: Settings, sources: list[str], strict: bool, template: str | None
 
 
 def validate_reload(source: str | None, base: Settings,
-                    template: str | None) -> tuple[Profiles, Settings, str]:
+                    template: str | None) -> tuple[Profiles[CalibratedModel], Settings, str]:
     """A reload's profiles, exactly those ``source`` names (nothing is kept from before),
     their settings, and the source as loaded. ``None``: re-read CANDOR_CALIBRATION (the
     operator's, unconfined); otherwise a client's source, its paths confined to
@@ -182,3 +185,19 @@ def validate_reload(source: str | None, base: Settings,
                 loaded or "none")
     except CalibrationError as exc:
         raise ArtifactRejected(exc.message, param="source") from exc
+
+
+def reload_reply(before: Mapping[str, str], after: Mapping[str, str], loaded: str,
+                 skipped: Iterable[str] = ()) -> ReloadResponse:
+    """What a reload changed, from the active sets (profile -> artifact id) before and
+    after it: profiles added, removed, replaced (another id) and re-read (the same id)."""
+    both = before.keys() & after.keys()
+    added = sorted(after.keys() - before.keys())
+    removed = sorted(before.keys() - after.keys())
+    replaced = sorted(n for n in both if before[n] != after[n])
+    unchanged = sorted(n for n in both if before[n] == after[n])
+    changed = bool(added or removed or replaced)
+    return ReloadResponse(
+        reloaded=changed or bool(unchanged), changed=changed, source=loaded,
+        profiles=dict(after), previous=dict(before), added=added, removed=removed,
+        replaced=replaced, unchanged=unchanged, skipped=list(skipped))

@@ -14,11 +14,8 @@ from pydantic import (
 )
 
 from service.api_types import VALID_TEXT, Bool, Int, Number, Text
-from service.cascade.stages import MAX_STAGE
+from service.vocab import MAX_STAGE, AbstainReason, Decision, OutOfScope, Task
 
-Task = Literal["auto", "factual", "math", "open"]
-Decision = Literal["answer", "abstain"]
-OutOfScope = Literal["abstain", "serve"]
 # bounds before the text check, so pydantic's own string messages apply (api_types.py)
 ProfileName = Annotated[str, StringConstraints(min_length=1, max_length=64), VALID_TEXT]
 
@@ -108,7 +105,7 @@ class Signals(BaseModel):
     n_clusters: int | None = None
     homogeneous: bool | None = None
     samples_drawn: int | None = Field(
-        default=None, description="Stage-1 samples drawn (fewer than N when adaptive).")
+        default=None, description="Stage-1 samples drawn (fewer than N when sampling stops early).")
     semantic_entropy: float | None = None
     mean_similarity: float | None = None
     p_true: float | None = None
@@ -182,7 +179,8 @@ class AnswerResponse(BaseModel):
     answer: str
     abstained: bool
     decision: Decision
-    reason: str | None = Field(default=None, description="Machine-readable abstention reason.")
+    reason: AbstainReason | None = Field(default=None,
+                                         description="Machine-readable abstention reason.")
     confidence: float = Field(ge=0, le=1)
     calibrated: bool
     stage_reached: int

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["answer"], responses=ERRORS)
 async def answer(req: AnswerRequest, request: Request, state: StateDep) -> AnswerResponse:
     """Answer a question with a confidence; abstain (HTTP 200) when the cascade is unsure."""
     check_audit_override(req.policy.audit_rate, request, state.settings.audit_rate)
-    return await state.answer(req, endpoint="/v1/answer")
+    return (await state.answer(req, endpoint="/v1/answer")).response
 
 
 @router.post("/score", response_model=ScoreResponse)

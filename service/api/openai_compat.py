@@ -35,9 +35,8 @@ async def chat_completions(
     """Answer the last user message; abstentions carry the configured abstention message."""
     check_audit_override(req.policy.audit_rate, request, state.settings.audit_rate)
     answer_req = to_answer_request(req)
-    max_tokens = answer_req.max_tokens or state.settings.default_max_tokens
     message = state.settings.abstain_message
     if req.stream:
-        return await chat_stream(state, answer_req, req.stream_mode, message, max_tokens)
-    resp = await state.answer(answer_req, endpoint="/v1/chat/completions")
-    return to_chat_response(resp, message, max_tokens)
+        return await chat_stream(state, answer_req, req.stream_mode, message)
+    out = await state.answer(answer_req, endpoint="/v1/chat/completions")
+    return to_chat_response(out.response, message, out.plan.max_tokens)

@@ -24,6 +24,8 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from service.api.errors import error_body
+from service.cascade.runner import Answered
 from service.engine.protocol import TextDelta
 from service.errors import CandorError
 from service.openai_schemas import (
@@ -33,7 +35,7 @@ from service.openai_schemas import (
     to_chat_response,
     to_stream_chunks,
 )
-from service.schemas import AnswerRequest, AnswerResponse, ErrorBody, ErrorResponse
+from service.schemas import AnswerRequest
 from service.state import CandorState
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ class LiveRun:
         self._queue.put_nowait(delta)
         self._started.set()
 
-    def _finished(self, _task: asyncio.Task[AnswerResponse]) -> None:
+    def _finished(self, _task: asyncio.Task[Answered]) -> None:
         self._queue.put_nowait(None)
         self._started.set()
 
@@ -95,7 +97,7 @@ class LiveRun:
         if self.rid is None and self.task.done():
             self.task.result()
 
-    async def events(self) -> AsyncIterator[TextDelta | AnswerResponse]:
+    async def events(self) -> AsyncIterator[TextDelta | Answered]:
         """The deltas, then the response; cancels the run if the consumer stops early."""
         try:
             while (item := await self._queue.get()) is not None:
@@ -108,8 +110,7 @@ class LiveRun:
                 await self.task  # cancelled, or a failure the consumer never read
 
 
-async def live(run: LiveRun, model: str, abstain_message: str,
-               max_tokens: int) -> AsyncIterator[str]:
+async def live(run: LiveRun, model: str, abstain_message: str) -> AsyncIterator[str]:
     """The SSE body of a live stream: role chunk, one chunk per delta, the verdict."""
     rid, created = run.rid or "", int(time.time())
     yield sse(chunk(rid, created, model, {"role": "assistant", "content": ""}))
@@ -121,28 +122,26 @@ async def live(run: LiveRun, model: str, abstain_message: str,
                     sent = True
                     yield sse(chunk(rid, created, model, {"content": item.text}))
                 continue
-            chat = to_chat_response(item, abstain_message, max_tokens)
+            chat = to_chat_response(item.response, abstain_message, item.plan.max_tokens)
             yield sse(final_chunk(chat, created, live_text_sent=sent))
     except CandorError as exc:  # after the first token: the status line is already sent
-        yield sse(ErrorResponse(error=ErrorBody(type=exc.type, message=exc.message,
-                                                param=exc.param, code=exc.status)).model_dump())
+        yield sse(error_body(exc.status, exc.type, exc.message, exc.param))
     except Exception:  # noqa: BLE001 - reported in the stream and the log, never a traceback
         log.exception("live stream %s failed", rid)
-        yield sse(ErrorResponse(error=ErrorBody(
-            type="internal_error", message="internal server error; see the server log",
-            code=500)).model_dump())
+        yield sse(error_body(500, "internal_error",
+                             "internal server error; see the server log"))
     yield DONE
 
 
 async def chat_stream(state: CandorState, req: AnswerRequest, mode: str,
-                      abstain_message: str, max_tokens: int,
+                      abstain_message: str,
                       endpoint: str = "/v1/chat/completions") -> StreamingResponse:
     """The streaming response for either mode (errors before any text are raised)."""
     if mode == "guarded":
-        resp = await state.answer(req, endpoint=endpoint)
-        chat = to_chat_response(resp, abstain_message, max_tokens)
+        out = await state.answer(req, endpoint=endpoint)
+        chat = to_chat_response(out.response, abstain_message, out.plan.max_tokens)
         return ClosingStreamingResponse(guarded(chat), media_type="text/event-stream")
     run = LiveRun(state, req, endpoint)
     await run.start()
-    return ClosingStreamingResponse(live(run, state.settings.model_name, abstain_message,
-                                         max_tokens), media_type="text/event-stream")
+    return ClosingStreamingResponse(live(run, state.settings.model_name, abstain_message),
+                                    media_type="text/event-stream")

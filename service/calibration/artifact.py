@@ -22,8 +22,8 @@ from service.calibration.pinning import ServingSettings, request_mismatch
 from service.calibration.reference import DriftReference
 from service.calibration.scope import ScopeSpec, ScopeTest
 from service.cascade.policy import Policy, PolicyChoice
-from service.cascade.stages import MAX_STAGE, N_STAGES, STAGE_KEYS
 from service.errors import BadRequest, CalibrationError
+from service.vocab import MAX_STAGE, N_STAGES, STAGE_KEYS, no_promise
 
 FORMAT = "candor-calibration"
 VERSION = 2
@@ -32,10 +32,13 @@ Labels = Literal["dataset", "audit", "self-selected"]
 
 
 class ThresholdEntry(BaseModel):
+    """A target risk (alpha) certified by Learn-then-Test and the confidence threshold that
+    keeps it (``threshold`` null: not certified)."""
+
     alpha: float = Field(gt=0, lt=1)
     threshold: float | None = Field(ge=0, le=1)
-    answered: int = Field(ge=0)
-    errors: int = Field(ge=0)
+    answered: int = Field(ge=0, description="Test-split questions answered at this threshold.")
+    errors: int = Field(ge=0, description="Wrong ones among them.")
     p_value: float | None = None
 
 
@@ -153,9 +156,10 @@ class CalibratedModel:
         if not self.spec.guarantee:
             hi, lo = self.fallback
             return PolicyChoice(Policy(hi, min(lo, hi), max_stage), None,
-                                f"no_guarantee: calibration {self.id} was fitted on "
-                                f"{self.spec.labels} labels, not a uniform audit sample; its "
-                                "confidences are calibrated maps and no error rate is promised")
+                                no_promise("no_guarantee", f"calibration {self.id} was fitted "
+                                           f"on {self.spec.labels} labels, not a uniform audit "
+                                           "sample; its confidences are calibrated maps and "
+                                           "no error rate is promised"))
         table = self.spec.thresholds.get(str(min(max_stage, self.spec.max_stage)), [])
         supported = ", ".join(f"{e.alpha:g}" for e in table if e.threshold is not None)
         if target_risk is None:  # the default alpha, fixed before fitting: its entry only
@@ -163,10 +167,11 @@ class CalibratedModel:
                          None)
             if entry is None or entry.threshold is None:  # nothing promised: answer nothing
                 return PolicyChoice(Policy(1.0, 1.0, max_stage), None,
-                                    f"unsupported: the default target risk "
-                                    f"{self.spec.default_alpha:g} is not certified by "
-                                    f"calibration {self.id} at max_stage={max_stage}, so every "
-                                    f"question abstains (supported: {supported or 'none'})")
+                                    no_promise("unsupported", f"the default target risk "
+                                               f"{self.spec.default_alpha:g} is not certified "
+                                               f"by calibration {self.id} at max_stage="
+                                               f"{max_stage}, so every question abstains "
+                                               f"(supported: {supported or 'none'})"))
         else:  # the table's largest alpha <= the target: chosen by the target alone
             below = [e for e in table if e.alpha <= target_risk + 1e-12]
             entry = max(below, key=lambda e: e.alpha) if below else None

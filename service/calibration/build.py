@@ -41,8 +41,8 @@ from service.calibration.thresholds import (
     ltt_table,
     pick_abstain_threshold,
 )
-from service.cascade.stages import MAX_STAGE, N_STAGES, STAGES
-from service.labelled import metrics
+from service.labelled import quality
+from service.vocab import MAX_STAGE, N_STAGES, STAGES
 
 
 def split(records: Sequence[Record], seed: int, holdout: float) -> dict[str, list[Record]]:
@@ -136,8 +136,8 @@ def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[s
     final = rp.final()
     out: dict[str, Any] = {
         "n": len(records), "accuracy": float(rp.correct.mean()),
-        "ece": metrics.ece(final, rp.correct), "auroc": metrics.auroc(final, rp.correct),
-        "aurc": metrics.aurc(final, rp.correct), "risk": [],
+        "ece": quality.ece(final, rp.correct), "auroc": quality.auroc(final, rp.correct),
+        "aurc": quality.aurc(final, rp.correct), "risk": [],
     }
     for e in model.supported(MAX_STAGE):
         assert e.threshold is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from service.cascade.stages import STAGES
+from service.vocab import STAGES
 
 STAGE_SIGNALS: tuple[tuple[str, ...], ...] = tuple(s.signals for s in STAGES)
 LOG_FEATURES = frozenset({"n_tokens", "n_clusters"})

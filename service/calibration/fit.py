@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from service.calibration.maps import StageMap, constant_map
-from service.cascade.stages import DIRECTIONS
+from service.vocab import DIRECTIONS
 
 ISOTONIC_MIN_N = 150
 MIN_PER_CLASS = 3

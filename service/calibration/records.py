@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.calibration.features import feature_of_signal
-from service.cascade.stages import N_STAGES
 from service.labelled.grading import Encode, grade
 from service.labelled.items import Item
+from service.vocab import N_STAGES
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from service.calibration.records import Record
 from service.calibration.simulate import decide, replay
 from service.cascade.policy import ConfidenceModel
-from service.cascade.stages import N_STAGES, STAGES
+from service.vocab import N_STAGES, STAGES
 
 DRIFT_SIGNALS = STAGES[0].signals  # every decision has them (the greedy pass always runs)
 

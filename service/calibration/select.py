@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.calibration.fit import signed_oof
-from service.cascade.stages import DIRECTIONS
-from service.labelled.metrics import auroc
+from service.labelled.quality import auroc
+from service.vocab import DIRECTIONS
 
 INHERIT = "inherit"
 # A stage's own map must beat the previous stage's inputs by this much out of fold: with

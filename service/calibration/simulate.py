@@ -18,7 +18,7 @@ import numpy as np
 
 from service.calibration.records import Record
 from service.cascade.policy import ConfidenceModel
-from service.cascade.stages import N_STAGES, STAGES
+from service.vocab import N_STAGES, STAGES
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from service.cascade.stages import MAX_STAGE, STAGE_CONF_KEYS
+from service.vocab import MAX_STAGE, STAGE_CONF_KEYS, no_promise
 
 
 class Action(enum.StrEnum):
@@ -131,8 +131,8 @@ class UncalibratedModel:
     fits_homogeneous: bool = False
     decision_stage: int = MAX_STAGE
     answer_max_tokens: int | None = None
-    reason: str = ("uncalibrated: no calibration artifact is loaded; the confidence is a raw "
-                   "score and no error rate is promised")
+    reason: str = no_promise("uncalibrated", "no calibration artifact is loaded; the "
+                             "confidence is a raw score and no error rate is promised")
 
     def confidence(self, stage: int, features: Mapping[str, float]) -> float:
         vals = [features[k] for k in STAGE_CONF_KEYS[: stage + 1] if k in features]

@@ -22,7 +22,7 @@ from service.engine.protocol import (
     TextDelta,
 )
 from service.errors import BadRequest, EngineUnavailable, PayloadTooLarge
-from service.signals.adaptive import decided, rounds
+from service.signals.early_stop import decided, rounds
 from service.signals.judge import P_TRUE_TEMPLATE, p_true_from_top
 from service.signals.normalize import normalize_answer
 
@@ -47,8 +47,8 @@ def build_messages(question: str, system: str | None, context: str | None) -> li
 
 
 @dataclass(frozen=True)
-class AdaptiveSampling:
-    """Stage-1 samples in rounds of ``round_size``, stopped once decided (``adaptive.py``)."""
+class EarlyStopSampling:
+    """Stage-1 samples in rounds of ``round_size``, stopped once decided (``early_stop.py``)."""
 
     round_size: int
     confidence: float
@@ -70,7 +70,7 @@ class Providers:
     sample_max_tokens: int
     max_model_len: int
     max_question_chars: int
-    adaptive: AdaptiveSampling | None = None
+    early_stop: EarlyStopSampling | None = None
     embed: Callable[[list[str]], Awaitable[np.ndarray]] | None = None
     nli: Callable[[list[tuple[str, str]]], Awaitable[np.ndarray]] | None = None
 
@@ -120,14 +120,14 @@ class Providers:
             return [c.text for c in gen.completions]
 
         async def samples() -> list[str]:
-            if self.adaptive is None:
+            if self.early_stop is None:
                 return await draw(self.samples_n, "")
             greedy = normalize_answer(answer, task)
             out: list[str] = []
-            for i, size in enumerate(rounds(self.samples_n, self.adaptive.round_size)):
+            for i, size in enumerate(rounds(self.samples_n, self.early_stop.round_size)):
                 out += await draw(size, f"-{i}")  # the prompt's prefix is cached
                 agree = sum(normalize_answer(s, task) == greedy for s in out)
-                if decided(agree, len(out), self.adaptive.confidence):
+                if decided(agree, len(out), self.early_stop.confidence):
                     break
             return out
 

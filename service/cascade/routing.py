@@ -21,6 +21,7 @@ import numpy as np
 from service import schemas
 from service.cascade.policy import ConfidenceModel
 from service.signals.normalize import resolve_task
+from service.vocab import no_promise
 
 EmbedAsync = Callable[[list[str]], Awaitable[np.ndarray]]
 
@@ -61,8 +62,8 @@ async def route(candidates: Sequence[ConfidenceModel], task: str, question: str,
     tested = [m for m in candidates if m.scope is not None]
     if not tested:  # uncalibrated, or artifacts without a scope test
         model = candidates[0]
-        why = None if not model.calibrated else (
-            f"no_scope: calibration {model.id} has no scope test (fitted without question "
+        why = None if not model.calibrated else no_promise(
+            "no_scope", f"calibration {model.id} has no scope test (fitted without question "
             "texts or by an older Candor), so no request is known to be like its calibration "
             "set; recalibrate with `candor calibrate` to get a promise")
         return Route(model, own_task(model, hint) if model.calibrated else hint, untested=why)
@@ -70,8 +71,9 @@ async def route(candidates: Sequence[ConfidenceModel], task: str, question: str,
     need = sorted({texts[m.profile] for m in tested if m.scope and m.scope.needs_embedding})
     if need and embed is None:
         model = tested[0]
-        return Route(model, hint, untested="no_scope: the scope test needs the embedding "
-                     "model, which this server has not loaded")
+        return Route(model, hint, untested=no_promise(
+            "no_scope", "the scope test needs the embedding model, which this server has not "
+            "loaded"))
     vecs = dict(zip(need, await embed(need), strict=True)) if need and embed else {}
     stats: dict[str | None, tuple[float, float]] = {}
     for m in tested:
@@ -80,8 +82,8 @@ async def route(candidates: Sequence[ConfidenceModel], task: str, question: str,
         try:
             stat = m.scope.request_stat(text, vecs.get(text))
         except ValueError as exc:  # another embedding model than the one pinned
-            return Route(m, hint, untested=f"no_scope: calibration {m.id}'s scope test cannot "
-                         f"run here: {exc}")
+            return Route(m, hint, untested=no_promise(
+                "no_scope", f"calibration {m.id}'s scope test cannot run here: {exc}"))
         stats[m.profile] = (stat, m.scope.p_request(stat))
     ps = {str(name): round(p, 4) for name, (_, p) in stats.items()}
     accepted = [m for m in tested if m.scope and stats[m.profile][1] >= m.scope.level]
@@ -103,5 +105,5 @@ def out_of_scope_reason(route: Route, report: schemas.ScopeReport) -> str:
     else:
         where = (f"the request is outside the scope of calibration profile {report.profile} "
                  f"(p = {report.p_value:g} < level {level:g})")
-    return (f"out_of_scope: {where}; it is not drawn like the questions the promise was "
-            "calibrated on, so no error rate is promised")
+    return no_promise("out_of_scope", f"{where}; it is not drawn like the questions the "
+                      "promise was calibrated on, so no error rate is promised")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 from service import schemas
-from service.calibration.profiles import Profiles
 from service.cascade import routing
-from service.cascade.runner import Trace, add_result
+from service.cascade.policy import ConfidenceModel
+from service.cascade.profiles import Profiles
 from service.cascade.stages import Stage
+from service.cascade.trace import Trace
 from service.errors import BadRequest
 from service.signals.base import ContextProviders, MissingInput, SignalContext
 
@@ -18,7 +19,7 @@ def _missing(stage: Stage, ctx: SignalContext) -> list[str]:
 
 
 async def score(
-    req: schemas.ScoreRequest, stages: tuple[Stage, ...], profiles: Profiles,
+    req: schemas.ScoreRequest, stages: tuple[Stage, ...], profiles: Profiles[ConfidenceModel],
     ctx_providers: ContextProviders,
 ) -> schemas.ScoreResponse:
     if req.top_logprobs is not None and req.token_logprobs is None:
@@ -51,7 +52,7 @@ async def score(
         if res.confidence is None and not res.informative and stage.spec.optional:
             trace.skipped.append(f"{stage.name}: {res.note}")
             continue
-        add_result(trace, stage, res, (time.perf_counter() - t0) * 1000, 0, model)
+        trace.add(stage, res, (time.perf_counter() - t0) * 1000, 0, model)
         any_conf = any_conf or res.informative
     return schemas.ScoreResponse(
         confidence=trace.confidence if any_conf else None,

@@ -71,6 +71,7 @@ class EngineClient(Protocol):
     """What the cascade needs from a model server."""
 
     model_id: str
+    chat_template_hash: str | None  # sha256[:16] of the chat template (None: not known)
 
     async def generate(
         self, messages: list[ChatMessage], params: GenParams, request_id: str

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from service.calibration.reference import DriftReference
-from service.cascade.stages import N_STAGES
+from service.vocab import N_STAGES
 
 DRIFT_THRESHOLD = 0.25
 DEFAULT_WINDOW = 500

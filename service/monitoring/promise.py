@@ -25,12 +25,11 @@ Verdicts (``verdict``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from service.monitoring.confseq import DEFAULT_T_OPT, bernoulli_cs
+from service.vocab import Verdict
 
-Verdict = Literal["unverified", "holding", "breached"]
-VERDICTS: tuple[Verdict, ...] = ("unverified", "holding", "breached")
 DEFAULT_LEVEL = 0.05
 DEFAULT_MIN_LABELS = 100
 

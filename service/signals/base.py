@@ -1,9 +1,10 @@
-"""The signal protocol and the per-request context that memoises shared work.
+"""The signal protocol and the per-request context that computes shared inputs once.
 
 A signal reads what it needs from a ``SignalContext`` (greedy tokens, samples,
-embeddings, ...). The context computes each shared input at most once per
-request, so the consistency and semantic signals share one batch of samples,
-and the semantic and context-support signals share one batch of embeddings.
+embeddings, ...) and returns everything it found in its ``SignalResult`` (values,
+confidence, the samples' clusters). The context computes each shared input at most once
+per request, so the consistency and semantic signals share one batch of samples, and the
+semantic and context-support signals share one batch of embeddings.
 """
 
 from __future__ import annotations
@@ -32,13 +33,24 @@ class SignalResult:
     confidence: float | None
     informative: bool = True
     note: str | None = None
+    clusters: list[int] | None = None  # each sample's cluster (sampling signals)
+
+
+class TextEncoder(Protocol):
+    """An embedding model (``signals/embedder.py``): unit-normalisable vectors per text."""
+
+    async def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+class Entailer(Protocol):
+    """An NLI model (``signals/nli.py``): P(entailment) per (premise, hypothesis) pair."""
+
+    async def entail_probs(self, pairs: list[tuple[str, str]]) -> np.ndarray: ...
 
 
 class Signal(Protocol):
     @property
     def name(self) -> str: ...
-    @property
-    def stage(self) -> int: ...
     @property
     def requires(self) -> tuple[str, ...]: ...
 
@@ -76,15 +88,17 @@ class SignalContext:
     embed_provider: Callable[[list[str]], Awaitable[np.ndarray]] | None = None
     p_true_provider: Callable[[str, str], Awaitable[float | None]] | None = None
     nli_provider: Callable[[list[tuple[str, str]]], Awaitable[np.ndarray]] | None = None
-    _memo: dict[str, Any] = field(default_factory=dict)
+    _once: dict[str, Any] = field(default_factory=dict)  # shared inputs, computed once
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # per distinct text
 
-    async def memo(self, key: str, make: Callable[[], Awaitable[Any]]) -> Any:
+    async def once(self, key: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """``make()``'s result, computed by the first caller and shared with the rest."""
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if key not in self._memo:
-                self._memo[key] = await make()
-            return self._memo[key]
+            if key not in self._once:
+                self._once[key] = await make()
+            return self._once[key]
 
     def has(self, need: str) -> bool:
         """Whether an input named in ``Signal.requires`` can be had."""
@@ -105,14 +119,14 @@ class SignalContext:
         if self.sample_provider is None:
             raise MissingInput("samples")
         provider = self.sample_provider
-        self.samples = await self.memo("samples", provider)
+        self.samples = await self.once("samples", provider)
         return self.samples
 
     async def embed(self, texts: list[str]) -> np.ndarray:
-        """Unit-normalised embeddings, memoised per distinct text."""
+        """Unit-normalised embeddings, computed once per distinct text."""
         if self.embed_provider is None:
             raise MissingInput("embedder")
-        cache: dict[str, np.ndarray] = self._memo.setdefault("embeddings", {})
+        cache = self._embeddings
         todo = sorted({t for t in texts if t not in cache})
         if todo:
             vecs = await self.embed_provider(todo)

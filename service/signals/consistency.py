@@ -65,7 +65,6 @@ def consistency_stats(greedy: str, samples: Sequence[str], task: str) -> Consist
 
 class ConsistencySignal:
     name = "consistency"
-    stage = 1
     requires = ("answer", "samples")
 
     async def score(self, ctx: SignalContext) -> SignalResult:
@@ -78,10 +77,10 @@ class ConsistencySignal:
             "homogeneous": stats.homogeneous,
             "samples_drawn": len(samples),
         }
-        ctx._memo["consistency_stats"] = stats
         if sampling_uninformative(stats.homogeneous, stats.consistency):
             return SignalResult(
                 self.name, values, stats.consistency, informative=False,
                 note="homogeneous: all samples in one cluster; sampling is uninformative",
+                clusters=stats.clusters,
             )
-        return SignalResult(self.name, values, stats.consistency)
+        return SignalResult(self.name, values, stats.consistency, clusters=stats.clusters)

@@ -53,7 +53,6 @@ class JudgeSignal:
     """P(True) self-evaluation plus context support; each part runs when its input exists."""
 
     name = "judge"
-    stage = 3
     requires = ("answer",)
 
     async def score(self, ctx: SignalContext) -> SignalResult:

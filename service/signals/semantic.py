@@ -80,7 +80,6 @@ def semantic_stats(labels_with_greedy: Sequence[int], emb_samples: np.ndarray) -
 
 class SemanticSignal:
     name = "semantic"
-    stage = 2
     requires = ("answer", "samples", "embedder")
 
     def __init__(self, min_similarity: float = 0.85) -> None:
@@ -100,7 +99,6 @@ class SemanticSignal:
         else:
             labels = agglomerative_clusters(emb, self.min_similarity)
         stats = semantic_stats(labels, emb[1:])
-        ctx._memo["semantic_labels"] = labels
         values = {
             "semantic_entropy": stats["semantic_entropy"],
             "mean_similarity": stats["mean_similarity"],
@@ -111,4 +109,5 @@ class SemanticSignal:
         conf = stats["greedy_share"]
         if not math.isfinite(conf):
             conf = 0.0
-        return SignalResult(self.name, values, conf, informative=not single, note=note)
+        return SignalResult(self.name, values, conf, informative=not single, note=note,
+                            clusters=[int(c) for c in labels[1:]])

@@ -82,7 +82,6 @@ def token_stats(
 
 class TokenSignal:
     name = "token"
-    stage = 0
     requires = ("answer", "logprobs")
 
     async def score(self, ctx: SignalContext) -> SignalResult:

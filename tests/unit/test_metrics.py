@@ -12,10 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service import schemas
 from service.calibration.artifact import ArtifactSpec, CalibratedModel, save_artifact
-from service.calibration.profiles import Profiles
+from service.cascade.profiles import Profiles
 from service.config import Settings
 from service.main import create_app
-from service.metrics import ABSTAIN_REASONS, ERROR_STATUSES, Metrics
+from service.metrics import ERROR_STATUSES, Metrics
+from service.vocab import ABSTAIN_REASONS
 from tests.fakes import FakeEmbedder, FakeEngine, Script
 from tests.unit.test_calibration import make_spec
 
@@ -110,10 +111,11 @@ def test_labels_stay_bounded() -> None:
 def test_calibration_info_has_one_row_per_profile_served() -> None:
     from types import SimpleNamespace
 
-    from service.calibration.profiles import Profiles
+    from service.cascade.profiles import Profiles
 
     def model(name: str, risk: float | None) -> SimpleNamespace:
         return SimpleNamespace(id=f"{name}-1", default_target_risk=risk, scope=None,
+                               tasks=(name,), profile=name,
                                spec=SimpleNamespace(tasks=[name], profile=name))
 
     def rows(m: Metrics) -> set[frozenset[tuple[str, str]]]:

@@ -116,6 +116,41 @@ def test_the_default_max_tokens_follows_the_artifact(tmp_path: Path) -> None:
         assert cal["target_risk"] is None and "max_tokens=128" in cal["reason"]  # type: ignore[index]
 
 
+def test_max_tokens_is_decided_once_from_the_profiles_pin(tmp_path: Path) -> None:
+    """Two profiles pinned to 16 and 32 answer tokens (so no single default is adopted:
+    CANDOR_DEFAULT_MAX_TOKENS stays 128), a math request with no max_tokens: the answer is
+    generated with its profile's 16, ``finish_reason`` is judged against 16 and the
+    decision log records 16 (``calibrate --from-log`` pins its next artifact to it)."""
+    import json
+    import sqlite3
+
+    from tests.fakes import Script
+
+    for name, tasks, pin in (("math", ("math",), 16), ("factual", ("factual",), 32)):
+        save_artifact(make_spec(600, seed=1, profile=name, tasks=tasks, settings=SERVING
+                                .model_copy(update={"answer_max_tokens": pin})),
+                      tmp_path / f"{name}.json")
+    sixteen = " ".join(f"w{i}" for i in range(16))
+    engine = FakeEngine(scripts={**SCRIPTS, "long": Script(greedy=sixteen, logprob=-0.01)})
+    db = tmp_path / "decisions.sqlite"
+    settings = Settings(samples_n=4, calibration=f"{tmp_path}/math.json,{tmp_path}/factual.json",
+                        decision_log=db)
+    app = create_app(settings, engine=engine, embedder=FakeEmbedder())
+    with TestClient(app) as c:
+        r = c.post("/v1/chat/completions", json={
+            "model": "candor", "task": "math",
+            "messages": [{"role": "user", "content": "say it long"}],
+            "policy": {"answer_threshold": 0.0, "out_of_scope": "serve"}})  # answered
+        assert r.status_code == 200, r.text
+        body = r.json()
+    assert engine.calls[0][1].max_tokens == 16
+    assert body["uncertainty"]["abstained"] is False, body
+    assert body["choices"][0]["finish_reason"] == "length"
+    with sqlite3.connect(db) as conn:
+        (serving,) = conn.execute("SELECT serving FROM decisions").fetchone()
+    assert json.loads(serving)["answer_max_tokens"] == 16
+
+
 def test_a_system_prompt_pinned_as_a_hash_is_compared_as_one(tmp_path: Path) -> None:
     """An artifact fitted from the decision log pins the system prompt as the log keeps it
     (a hash): the same prompt keeps the promise, another one or none loses it."""

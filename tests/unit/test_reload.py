@@ -189,9 +189,9 @@ def test_in_flight_requests_finish_on_the_artifact_they_started_with(
         slow = asyncio.create_task(state.answer(req, "/v1/answer"))
         await asyncio.sleep(0.05)  # the request is inside the cascade now
         out = await state.reload_calibration(b.name)
-        after = await state.answer(req, "/v1/answer")
-        assert out["replaced"] == ["default"]
-        return await slow, after, out["previous"]["default"]
+        after = (await state.answer(req, "/v1/answer")).response
+        assert out.replaced == ["default"]
+        return (await slow).response, after, out.previous["default"]
 
     before, after, previous = asyncio.run(run())
     assert before.calibration.id == previous != "artifact-b"

@@ -173,13 +173,13 @@ def test_semantic_signal_groups_math_by_final_number() -> None:
                         samples=["12", "The answer is 12.", "21", "12"],
                         embed_provider=FakeEmbedder().encode)
     res = asyncio.run(SemanticSignal().score(ctx))
-    assert ctx._memo["semantic_labels"] == [0, 0, 0, 1, 0]
+    assert res.clusters == [0, 0, 1, 0]  # the samples' clusters; the greedy answer's is 0
     assert res.confidence == pytest.approx(0.75)
     assert res.values["semantic_entropy"] == pytest.approx(
         -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
 
 
-def test_adaptive_sampling_stops_once_decided() -> None:
+def test_early_stop_sampling_stops_once_decided() -> None:
     """Rounds of 2: unanimous samples decide after 4 (posterior 0.97 >= 0.9); a split
     stays undecided to N; samples_drawn says how many were drawn."""
     import asyncio
@@ -188,7 +188,7 @@ def test_adaptive_sampling_stops_once_decided() -> None:
 
     from service.config import Settings
     from service.main import create_app
-    from service.signals.adaptive import decided, majority_posterior, rounds
+    from service.signals.early_stop import decided, majority_posterior, rounds
     from tests.fakes import FakeEmbedder, FakeEngine, Script
 
     assert rounds(10, 3) == [3, 3, 3, 1] and majority_posterior(2, 4) == 0.5
