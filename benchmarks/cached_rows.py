@@ -6,7 +6,7 @@ in draw order, normalised. ``rows`` turns them into the rows
 ``benchmarks/homogeneity_rule.py --save`` writes, so both benchmarks also run on a
 calibration collection (no engine):
 
-    .venv/bin/python benchmarks/adaptive_sampling.py --cache runs/ship/ladder-mix.jsonl \\
+    .venv/bin/python benchmarks/early_stop_sampling.py --cache runs/ship/ladder-mix.jsonl \\
         --dataset ladder-mix --n 450
 """
 
@@ -16,11 +16,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from service.calibration.cli import load_serving
 from service.calibration.collect import CollectSettings, read_cache
 from service.calibration.pinning import ServingSettings
 from service.labelled.datasets import DATA_DIR, load_dataset
 from service.labelled.grading import grade
+from service.offline.collection import load_serving
 from service.signals.normalize import normalize_answer
 
 

@@ -40,7 +40,7 @@ from benchmarks._common import serve_in_process, start_engine  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.labelled.grading import grade_numeric  # noqa: E402
 from service.labelled.ladder import arithmetic_ladder  # noqa: E402
-from service.labelled.metrics import aurc  # noqa: E402
+from service.labelled.quality import aurc  # noqa: E402
 from service.signals.embedder import Embedder  # noqa: E402
 
 
@@ -104,7 +104,6 @@ async def main(n: int, max_tokens: int, concurrency: int, seed: int, max_digits:
 
 def replayed(artifact: Path, cache: Path, dataset: str, n: int, max_tokens: int) -> None:
     from service.calibration.artifact import load_artifact
-    from service.calibration.cli import load_serving
     from service.calibration.collect import CollectSettings, read_cache
     from service.calibration.pinning import ServingSettings
     from service.calibration.records import to_records
@@ -112,6 +111,7 @@ def replayed(artifact: Path, cache: Path, dataset: str, n: int, max_tokens: int)
     from service.eval.report import eval_set
     from service.labelled.datasets import load_dataset
     from service.labelled.grading import make_encoder
+    from service.offline.collection import load_serving
 
     model = load_artifact(artifact)
     pinned = ServingSettings.model_validate(load_serving(cache))

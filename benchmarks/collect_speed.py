@@ -2,7 +2,7 @@
 
 Same questions (the ``ladder-mix`` dataset), same settings, same engine, one process:
 
-* **batch**: ``calibration/batch.py`` (what ``candor calibrate`` does without
+* **batch**: ``service/offline/batch.py`` (what ``candor calibrate`` does without
   ``--server``): the server's cascade in process, every question submitted at once
   (concurrency 128, the CLI default), so the engine batches all greedy passes and then
   the sampling requests;
@@ -30,10 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import serve_in_process, start_engine  # noqa: E402
-from service.calibration.batch import collect_local  # noqa: E402
 from service.calibration.collect import CollectSettings, collect  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.labelled.ladder import mixed_ladder  # noqa: E402
+from service.offline.batch import collect_local  # noqa: E402
 from service.signals.embedder import Embedder  # noqa: E402
 from service.state import CandorState  # noqa: E402
 

@@ -22,45 +22,16 @@ from service import __version__
 from service.api import register_routers
 from service.api.errors import register_error_handlers
 from service.api.middleware import RequestGuard
+from service.bootstrap import load_engine
 from service.config import Settings, get_settings
-from service.decision_log import DecisionLog
-from service.engine.factory import start_engine
+from service.decisions.log import DecisionLog
 from service.engine.protocol import EngineClient
 from service.errors import CalibrationError, CandorError
+from service.signals.base import TextEncoder
 from service.state import CandorState
 from service.watchdog import EXIT_ENGINE_FAILED, EngineWatchdog, request_shutdown
 
 log = logging.getLogger("candor")
-
-
-async def load_engine(state: CandorState) -> None:
-    """Start the engine (off the event loop) and the embedder; record a failure instead of
-    hanging. An engine started before a later step failed is closed, never leaked."""
-    s = state.settings
-    engine: EngineClient | None = None
-    try:
-        engine = await start_engine(s)
-        embedder, nli = await asyncio.to_thread(load_side_models, s)
-        state.attach(engine, embedder, nli)
-        log.info("ready: model=%s engine=%s", s.model_name, s.engine)
-    except Exception as exc:  # noqa: BLE001 - reported on /readyz, never swallowed silently
-        state.load_error = f"{type(exc).__name__}: {exc}"
-        log.error("engine failed to load: %s", state.load_error)
-    finally:
-        if engine is not None and state.engine is not engine:
-            await engine.aclose()
-
-
-def load_side_models(s: Settings) -> tuple[object | None, object | None]:
-    from service.signals.embedder import Embedder
-
-    embedder = Embedder(s.embedding_model)
-    nli = None
-    if s.nli_model is not None:
-        from service.signals.nli import NliModel
-
-        nli = NliModel(s.nli_model)
-    return embedder, nli
 
 
 def install_sighup(state: CandorState) -> bool:
@@ -90,7 +61,7 @@ def install_sighup(state: CandorState) -> bool:
 def create_app(
     settings: Settings | None = None,
     engine: EngineClient | None = None,
-    embedder: object | None = None,
+    embedder: TextEncoder | None = None,
     state: CandorState | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
@@ -206,12 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare-model",
                           help="convert the embedded model once and print its path")
     prep.set_defaults(func=_prepare)
-    from service.calibration.cli import add_calibrate_parser
-    from service.eval.cli import add_eval_parser
+    # calibrate/eval (service/offline/): without --server they start an in-process engine
+    # with service.bootstrap.load_engine, as serve's lifespan does
+    from service.offline.calibrate import add_calibrate_parser
+    from service.offline.evaluate import add_eval_parser
 
     add_calibrate_parser(sub)
     add_eval_parser(sub)
-    p.set_defaults(start_engine=load_engine)  # in-process collection starts it like serve
     return p
 
 

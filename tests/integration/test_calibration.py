@@ -18,11 +18,11 @@ from scipy.stats import binom
 
 from service.calibration.artifact import ArtifactSpec, save_artifact
 from service.calibration.build import build_artifact
-from service.calibration.cli import fetch_serving
 from service.calibration.collect import CollectSettings, collect
 from service.calibration.pinning import ServingSettings
 from service.calibration.records import to_records
 from service.labelled.ladder import arithmetic_ladder
+from service.offline.collection import fetch_serving
 from service.signals.embedder import Embedder
 from tests.integration.conftest import LiveServer, start_server, stop_server
 

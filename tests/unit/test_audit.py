@@ -13,13 +13,13 @@ from scipy.stats import binom
 
 from service.calibration.artifact import MAX_CONFIDENCE, CalibratedModel
 from service.calibration.build import build_artifact
-from service.calibration.cli import from_log
 from service.calibration.features import stage_features, vectorise
 from service.calibration.records import Record
 from service.calibration.simulate import Replay, decide
 from service.config import Settings
-from service.decision_log import SCHEMA, labelled_entries
+from service.decisions.table import SCHEMA, labelled_entries
 from service.main import create_app
+from service.offline.calibrate import from_log
 from tests.fakes import FakeEmbedder, FakeEngine
 from tests.unit.test_calibration import SERVING
 from tests.unit.test_calibration_api import SCRIPTS

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from service.calibration.batch import collect_local
 from service.calibration.collect import CollectSettings, read_cache
 from service.config import Settings
 from service.labelled.items import Item
+from service.offline.batch import collect_local
 from service.state import CandorState
 from tests.fakes import FakeEmbedder, FakeEngine
 from tests.unit.test_calibration_api import SCRIPTS

@@ -4,18 +4,19 @@ way it can fail to start ends in one line, never a traceback (no engine starts h
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from service.calibration.batch import collect_local
-from service.calibration.cli import local_settings
 from service.calibration.collect import CollectError, CollectSettings
 from service.calibration.pinning import ServingSettings, serving_settings
 from service.config import Settings
 from service.main import cli
+from service.offline.batch import collect_local
+from service.offline.collection import local_settings
 from service.state import CandorState
 
 
@@ -35,7 +36,7 @@ def test_the_collection_keeps_the_serving_defaults(monkeypatch: pytest.MonkeyPat
 
 
 def test_an_engine_that_does_not_start_is_one_line(tmp_path: Path) -> None:
-    async def broken(state: CandorState) -> None:  # what main.load_engine records
+    async def broken(state: CandorState) -> None:  # what bootstrap.load_engine records
         state.load_error = "RuntimeError: no model files in /nowhere"
 
     with pytest.raises(CollectError) as err:
@@ -43,6 +44,34 @@ def test_an_engine_that_does_not_start_is_one_line(tmp_path: Path) -> None:
                                   broken, progress=False))
     msg = str(err.value)
     assert "did not start: RuntimeError: no model files" in msg and "\n" not in msg
+
+
+def test_calibrate_starts_its_engine_through_the_starter_it_is_given(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The in-process collection's engine comes from ``run_calibrate``'s ``start``
+    parameter (``service.bootstrap.load_engine`` by default), not from the parser."""
+    from service.main import build_parser
+    from service.offline.calibrate import run_calibrate
+    from tests.fakes import FakeEmbedder, FakeEngine
+    from tests.unit.test_calibration_api import SCRIPTS
+
+    data = tmp_path / "qs.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": key, "answer": "0"}) + "\n"
+                            for i, key in enumerate(SCRIPTS)))
+    args = build_parser().parse_args(["calibrate", "--dataset", str(data), "--collect-only",
+                                      "--cache", str(tmp_path / "c.jsonl"), "--no-progress"])
+    assert not hasattr(args, "start_engine")
+    engine = FakeEngine(scripts=SCRIPTS)
+    started: list[CandorState] = []
+
+    async def fake(state: CandorState) -> None:
+        started.append(state)
+        state.attach(engine, FakeEmbedder())
+
+    assert run_calibrate(args, start=fake) == 0
+    assert json.loads(capsys.readouterr().out) == {"dataset": str(data), "n": len(SCRIPTS)}
+    assert len(started) == 1 and engine.closed
+    assert started[0].settings.calibration == "none"  # collected uncalibrated
 
 
 def test_candor_serve_with_bad_settings_prints_one_line(tmp_path: Path) -> None:

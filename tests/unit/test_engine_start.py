@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+import service.bootstrap as bootstrap
 import service.engine.model_store as model_store
 import service.engine.vllm_local as vllm_local
 import service.main as main
@@ -54,7 +55,7 @@ def _settings() -> Settings:
 
 
 async def test_healthz_answers_while_the_model_loads(built, monkeypatch) -> None:
-    monkeypatch.setattr(main, "load_side_models", lambda s: (FakeEmbedder(), None))
+    monkeypatch.setattr(bootstrap, "load_side_models", lambda s: (FakeEmbedder(), None))
     app = main.create_app(_settings())
     state = app.state.candor
     async with app.router.lifespan_context(app):
@@ -77,7 +78,7 @@ async def test_side_model_failure_closes_the_started_engine(built, monkeypatch) 
     def broken(s: Settings) -> tuple[object, object]:
         raise OSError("embedder weights missing")
 
-    monkeypatch.setattr(main, "load_side_models", broken)
+    monkeypatch.setattr(bootstrap, "load_side_models", broken)
     app = main.create_app(_settings())
     state = app.state.candor
     async with app.router.lifespan_context(app):

@@ -14,20 +14,19 @@ from collections import defaultdict
 from pathlib import Path
 
 from service.calibration.build import build_artifact
-from service.calibration.cli import DEFAULT_DATA, gather
 from service.calibration.records import to_records
+from service.labelled.datasets import DATA_DIR
 from service.labelled.grading import make_encoder
-from service.main import load_engine
+from service.offline.collection import gather
 
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def main() -> None:
     ds, n, stage, tokens = (sys.argv[1:] + ["ladder", "300", "0", "16"][len(sys.argv) - 1:])[:4]
-    ns = argparse.Namespace(dataset=ds, n=int(n), seed=0, data_dir=DEFAULT_DATA, server=None,
+    ns = argparse.Namespace(dataset=ds, n=int(n), seed=0, data_dir=DATA_DIR, server=None,
                             max_tokens=int(tokens), max_stage=int(stage), concurrency=None,
-                            cache=None, no_progress=True, timeout=3600.0,
-                            start_engine=load_engine)
+                            cache=None, no_progress=True, timeout=3600.0)
     items, responses, serving = gather(ns)
     records = to_records(items, responses, make_encoder(items))
     stats: dict[float, list[tuple[float, float]]] = defaultdict(list)

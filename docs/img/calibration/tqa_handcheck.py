@@ -11,17 +11,16 @@ import json
 import sys
 from pathlib import Path
 
-from service.calibration.cli import DEFAULT_DATA, gather
+from service.labelled.datasets import DATA_DIR
 from service.labelled.grading import grade_truthfulqa, make_encoder
-from service.main import load_engine
+from service.offline.collection import gather
 
 
 def main() -> None:
     n, stage, tokens = (sys.argv[1:] + ["24", "3", "24"][len(sys.argv) - 1:])[:3]
-    ns = argparse.Namespace(dataset="truthfulqa", n=int(n), seed=0, data_dir=DEFAULT_DATA,
+    ns = argparse.Namespace(dataset="truthfulqa", n=int(n), seed=0, data_dir=DATA_DIR,
                             server=None, max_tokens=int(tokens), max_stage=int(stage),
-                            concurrency=None, cache=None, no_progress=True, timeout=3600.0,
-                            start_engine=load_engine)
+                            concurrency=None, cache=None, no_progress=True, timeout=3600.0)
     items, responses, _ = gather(ns)
     encode = make_encoder(items)
     assert encode is not None

@@ -15,10 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from service.bootstrap import Starter, load_engine
+from service.offline.collection import add_common, gather
 
-def _eval(args: argparse.Namespace) -> int:
+
+def run_eval(args: argparse.Namespace, start: Starter = load_engine) -> int:
+    """``candor eval``; ``start`` starts the in-process engine when there is no
+    ``--server`` (``service.bootstrap.load_engine``; tests pass a fake)."""
     from service.calibration.artifact import load_artifact
-    from service.calibration.cli import gather
     from service.calibration.records import to_records
     from service.errors import CalibrationError
     from service.eval.report import evaluate, write_report
@@ -28,7 +32,7 @@ def _eval(args: argparse.Namespace) -> int:
         model = load_artifact(args.artifact) if args.artifact else None
     except CalibrationError as exc:
         raise SystemExit(f"candor: {exc.message}") from exc
-    items, responses, _ = gather(args)
+    items, responses, _ = gather(args, start)
     records = to_records(items, responses, make_encoder(items))
     try:
         summary = evaluate(records, model)
@@ -43,11 +47,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def add_eval_parser(sub: Any) -> None:
-    from service.calibration.cli import add_common
-
     p = sub.add_parser("eval", help="held-out metrics and an HTML report")
     add_common(p)
     p.add_argument("--artifact", type=Path, default=None,
                    help="calibration artifact: judged only on questions it never fitted on")
     p.add_argument("--out", type=Path, default=None, help="report directory")
-    p.set_defaults(func=_eval)
+    p.set_defaults(func=run_eval)

@@ -1,39 +1,37 @@
 """Batch collection through an in-process engine: the server's own cascade, no HTTP.
 
 ``candor calibrate`` / ``candor eval`` without ``--server`` build the same
-``CandorState`` the server builds (same settings, same signal code, uncalibrated) on
-an in-process vLLM engine, then run every question's cascade (``policy.run_all``) at
-once: all greedy passes reach the engine together and batch, and each question's
-sampling request follows as soon as its greedy answer is in. Every response is
-appended to the same JSONL cache as the HTTP path (``collect.py``), so an interrupted
-run resumes and refitting needs no engine. The HTTP path stays for calibrating a
-remote deployment (``--server URL``).
+``CandorState`` the server builds (same settings, same signal code, uncalibrated) and
+start its engine with ``service.bootstrap`` (as ``candor serve`` does), then run every
+question's cascade (``policy.run_all``) at once: all greedy passes reach the engine
+together and batch, and each question's sampling request follows as soon as its greedy
+answer is in. Every response is appended to the same JSONL cache as the HTTP path
+(``service/calibration/collect.py``), so an interrupted run resumes and refitting needs
+no engine. The HTTP path stays for calibrating a remote deployment (``--server URL``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from service import schemas
+from service.bootstrap import Starter, start_state
 from service.calibration.collect import CollectError, CollectSettings, read_cache
 from service.calibration.pinning import ServingSettings
 from service.config import Settings
 from service.labelled.items import Item
 from service.state import CandorState
 
-# Starts the engine (and the embedder/NLI models) for a state: ``candor``'s CLI passes
-# ``service.main.load_engine`` (the way ``candor serve`` starts it); tests pass a fake.
-Starter = Callable[[CandorState], Awaitable[None]]
-
 
 def require_started(state: CandorState) -> None:
-    """One line (the load error ``load_engine`` recorded) when the engine did not start."""
+    """One line (the load error ``bootstrap.load_engine`` recorded) when the engine did
+    not start."""
     if state.cascade is None:
         raise CollectError(f"the in-process engine did not start: {state.load_error}")
 
@@ -42,9 +40,9 @@ async def collect_local(items: Sequence[Item], cache: Path, cfg: CollectSettings
                         settings: Settings, start: Starter, progress: bool = True,
                         on_serving: Callable[[ServingSettings], CollectSettings] | None = None,
                         ) -> tuple[list[dict[str, Any]], ServingSettings]:
-    """One response per item, in order, through an in-process cascade."""
-    state = CandorState.build(settings.model_copy(update={"calibration": "none"}))
-    await start(state)
+    """One response per item, in order, through an in-process cascade; ``start`` starts
+    its engine (``service.bootstrap.load_engine``, or a fake in tests)."""
+    state = await start_state(settings.model_copy(update={"calibration": "none"}), start)
     require_started(state)
     assert state.cascade is not None
     cascade = state.cascade
@@ -66,7 +64,7 @@ async def collect_local(items: Sequence[Item], cache: Path, cfg: CollectSettings
                     "policy": {"run_all": True, "max_stage": cfg.max_stage},
                     "return_samples": True})
                 async with sem:
-                    resp = await cascade.answer(req)
+                    resp = (await cascade.answer(req)).response
                 key = cfg.key(item)
                 done[key] = resp.model_dump(mode="json")
                 fh.write(json.dumps({"key": key, "id": item.id, "response": done[key]}) + "\n")
