@@ -50,6 +50,13 @@ class PayloadTooLarge(CandorError):
     status, type = 413, "payload_too_large"
 
 
+class Unprocessable(CandorError):
+    """A request that does not validate against its schema (FastAPI's validation error, as
+    ``api/errors.py`` renders it: the same type as ``BadRequest``, status 422)."""
+
+    status, type = 422, BadRequest.type
+
+
 class Overloaded(CandorError):
     status, type = 429, "overloaded_error"
 

@@ -2,7 +2,9 @@
 
 Routes raise ``CandorError`` subclasses; validation errors name the offending field and
 say exactly what it must be (``max_tokens: must be an integer, not true``);
-anything unexpected becomes a 500 whose message carries no stack trace.
+anything unexpected becomes a 500 whose message carries no stack trace. ``render`` is the
+one way an error of the tree becomes a response: the exception handlers use it, and so
+does the request guard (``middleware.py``: 401, 408, 413), which answers before any route.
 """
 
 from __future__ import annotations
@@ -17,15 +19,26 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api_types import text_problem
-from service.errors import CandorError
+from service.errors import (
+    BadRequest,
+    CandorError,
+    EngineUnavailable,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    Unauthorized,
+    Unprocessable,
+)
 from service.schemas import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
 
+# The type of a Starlette HTTPException (an unknown path, a wrong method) by its status:
+# the error tree's where it has that status, else the two Starlette alone raises.
 _STATUS_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-    422: "invalid_request_error", 429: "overloaded_error", 503: "engine_unavailable",
+    **{cls.status: cls.type for cls in (BadRequest, Unauthorized, NotFound, PayloadTooLarge,
+                                        Unprocessable, Overloaded, EngineUnavailable)},
+    405: "method_not_allowed", 415: "unsupported_media_type",
 }
 
 def documented_errors(*codes: int) -> dict[int | str, dict[str, object]]:
@@ -45,12 +58,24 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def error_body(status: int, type_: str, message: str,
+               param: str | None = None) -> dict[str, Any]:
+    """The one error body, ``{"error": {type, message, param, code}}`` (also sent as the
+    last event of a stream that fails after its first token)."""
+    return ErrorResponse(error=ErrorBody(
+        type=type_, message=_printable(message[:2000]),
+        param=None if param is None else _printable(param[:500]), code=status)).model_dump()
+
+
 def error_response(status: int, type_: str, message: str, param: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(
-        type=type_, message=_printable(message[:2000]),
-        param=None if param is None else _printable(param[:500]), code=status))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    return JSONResponse(error_body(status, type_, message, param), status_code=status,
+                        headers=headers)
+
+
+def render(exc: CandorError) -> JSONResponse:
+    """The response for an error of the tree: its status, type, message, param, headers."""
+    return error_response(exc.status, exc.type, exc.message, exc.param, exc.headers)
 
 
 def _observe(request: Request, status: int) -> None:
@@ -115,7 +140,7 @@ async def _candor(request: Request, exc: Exception) -> JSONResponse:
     if exc.status >= 500:
         log.warning("%s on %s: %s", exc.type, request.url.path, exc.message)
     _observe(request, exc.status)
-    return error_response(exc.status, exc.type, exc.message, exc.param, exc.headers)
+    return render(exc)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
@@ -124,8 +149,8 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     param = _loc(tuple(first.get("loc", ())))
     msgs = "; ".join(f"{_loc(tuple(e.get('loc', ())))}: {_message(e)}" for e in errors[:5])
-    _observe(request, 422)
-    return error_response(422, "invalid_request_error", msgs, param)
+    _observe(request, Unprocessable.status)
+    return render(Unprocessable(msgs, param=param))
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
@@ -138,8 +163,8 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s", request.url.path)
-    _observe(request, 500)
-    return error_response(500, "internal_error", "internal server error; see the server log")
+    _observe(request, CandorError.status)
+    return render(CandorError("internal server error; see the server log"))
 
 
 def register_error_handlers(app: FastAPI) -> None:

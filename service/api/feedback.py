@@ -1,7 +1,7 @@
 """``POST /v1/feedback``: attach a correctness label to a logged decision (for recalibration).
 
 The answer is sent only after the label is committed to the decision log, so an
-acknowledged label is never lost.
+acknowledged label is never lost (the sequence: ``CandorState.feedback``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 from service.api.deps import StateDep
 from service.api.errors import documented_errors
 from service.api.principal import principal
-from service.errors import NotFound
 from service.schemas import FeedbackRequest, FeedbackResponse
 
 router = APIRouter(
@@ -23,13 +22,4 @@ router = APIRouter(
 @router.post("/feedback", response_model=FeedbackResponse)
 async def feedback(req: FeedbackRequest, request: Request, state: StateDep) -> FeedbackResponse:
     """Label the decision ``id`` correct or not; 404 when the id is not in the log."""
-    dlog = state.decision_log
-    if dlog is None:
-        raise NotFound("this server keeps no decision log (CANDOR_DECISION_LOG is unset)",
-                       param="id")
-    async with state.limiters["feedback"].slot():  # 429 + Retry-After beyond the pool
-        row = await dlog.feedback(req.id, req.correct, principal(request).labeller)
-    if row is None:
-        raise NotFound(f"no logged decision with id {req.id!r}", param="id")
-    state.observe_label(row)
-    return FeedbackResponse(id=req.id, stored=True, audited=row.audit)
+    return await state.feedback(req.id, req.correct, principal(request).labeller)

@@ -10,15 +10,19 @@ One pure-ASGI layer in front of every route (so every endpoint that lands gets i
   only ``CANDOR_ADMIN_KEYS`` set the client routes stay open. ``/healthz``, ``/readyz``
   and ``/metrics`` stay open when ``open_probes`` is true; the playground page and its
   assets are always open (they hold no data; the API calls the page makes need the key).
-  A missing or wrong key is a 401 in the one error shape.
+  A missing or wrong key is a 401 (``Unauthorized``).
 - **Body size.** A ``Content-Length`` over ``max_body_bytes``, or a streamed body that
-  grows past it, is a 413 naming the limit; the body is never buffered beyond it. A body
-  not complete ``body_timeout_s`` after the headers is a 408 ``request_timeout``, and the
-  connection closes (a slow client's headers: ``service/server.py``).
+  grows past it, is a 413 naming the limit (``PayloadTooLarge``); the body is never
+  buffered beyond it. A body not complete ``body_timeout_s`` after the headers is a 408
+  (``RequestTimeout``), and the connection closes (a slow client's headers:
+  ``service/server.py``).
 - **Disconnects.** The body is read here, then the route runs as a task while this layer
   listens for ``http.disconnect``; a disconnect cancels the route, and cancelling the
   coroutine awaiting the engine aborts the engine's work (vLLM aborts on CancelledError).
   This is vLLM's ``with_cancellation`` pattern, done once for all routes.
+
+Each refusal is an error of the tree (``service/errors.py``) rendered by ``api/errors.py``'s
+``render``, as a route's would be: one error shape.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from service.api.errors import error_response
+from service.api.errors import render
 from service.api.playground import is_public
 from service.api.principal import ANONYMOUS, SCOPE_KEY, Principal, Role, fingerprint
 from service.config import Settings
-from service.errors import RequestTimeout
+from service.errors import CandorError, PayloadTooLarge, RequestTimeout, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +76,9 @@ class RequestGuard:
         scope.setdefault("state", {})[SCOPE_KEY] = who
         if self.settings.api_keys and not public:  # admin keys alone leave client routes open
             if who is ANONYMOUS:
-                self._observe(path, 401)
-                await error_response(
-                    401, "authentication_error",
+                await self._refuse(scope, receive, send, path, Unauthorized(
                     "missing or invalid API key (send 'Authorization: Bearer <key>')",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )(scope, receive, send)
+                    headers={"WWW-Authenticate": "Bearer"}))
                 return
         limit = self.settings.max_body_bytes
         declared = _content_length(scope)
@@ -117,27 +118,27 @@ class RequestGuard:
             return ANONYMOUS
         return Principal(role, fingerprint(given))
 
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, path: str,
+                      exc: CandorError) -> None:
+        """Answer ``exc`` before any route runs (counted like a route's error)."""
+        self._observe(path, exc.status)
+        await render(exc)(scope, receive, send)
+
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, path: str,
                          limit: int) -> None:
-        self._observe(path, 413)
-        await error_response(
-            413, "payload_too_large", f"request body exceeds max_body_bytes={limit}",
-            param="body",
-        )(scope, receive, send)
+        await self._refuse(scope, receive, send, path, PayloadTooLarge(
+            f"request body exceeds max_body_bytes={limit}", param="body"))
 
     async def _timed_out(self, scope: Scope, receive: Receive, send: Send, path: str,
                          got: int) -> None:
         """408 for a body slower than ``body_timeout_s``; the connection closes after it
         (whatever the client sends later is never read as a new request)."""
         timeout = self.settings.body_timeout_s
-        self._observe(path, RequestTimeout.status)
         log.info("request body not complete after %.1f s (%d bytes): 408 %s %s", timeout,
                  got, scope.get("method"), path)
-        await error_response(
-            RequestTimeout.status, RequestTimeout.type,
+        await self._refuse(scope, receive, send, path, RequestTimeout(
             f"request body not complete within body_timeout_s={timeout:g} s", param="body",
-            headers={"Connection": "close"},
-        )(scope, receive, send)
+            headers={"Connection": "close"}))
 
     async def _run_cancellable(self, scope: Scope, receive: Receive, send: Send, body: bytes,
                                path: str) -> None:

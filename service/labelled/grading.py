@@ -13,17 +13,12 @@ and any alias's number counts.
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from service.labelled.items import Item
-from service.signals.normalize import final_number
-
-_PUNCT = frozenset(string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
+from service.signals.normalize import final_number, squad_normalize
 
 
 def grade_numeric(answer: str, reference: str) -> bool:
@@ -34,12 +29,6 @@ def grade_numeric(answer: str, reference: str) -> bool:
         return abs(float(got) - float(want)) < 1e-6
     except ValueError:
         return got == want
-
-
-def squad_normalize(text: str) -> str:
-    """SQuAD's ``normalize_answer``: lower case, no punctuation, no articles, one space."""
-    t = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", t).split())
 
 
 def grade_text(answer: str, reference: str | Sequence[str]) -> bool:

@@ -6,7 +6,8 @@ TriviaQA's object (``value`` and ``aliases``).
 Optional ``id`` and ``task``. CSV: a header with ``question`` and ``answer`` (or
 ``answers``) columns; a cell holds one answer or a JSON list of aliases.
 
-An item is graded ``numeric`` when every alias is a plain number, else ``text``
+An item is graded ``numeric`` when every alias is a plain number
+(``signals/normalize.py``: ``is_plain_number``), else ``text``
 (SQuAD-normalised containment of any alias, see ``grading.py``). A malformed row fails
 with ``file:line: what is wrong`` (``DatasetError``, a ``ValueError``), never a traceback.
 """
@@ -15,23 +16,16 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from service.labelled.items import Grader, Item
-
-_PLAIN_NUMBER = re.compile(r"[-+\u2212]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?%?")
-TASKS = ("auto", "factual", "math", "open")
+from service.signals.normalize import is_plain_number
+from service.vocab import TASKS
 
 
 class DatasetError(ValueError):
     """A dataset file that cannot be read; the message starts with ``file:line``."""
-
-
-def is_number(alias: str) -> bool:
-    s = alias.strip()
-    return bool(s) and any(ch.isdigit() for ch in s) and _PLAIN_NUMBER.fullmatch(s) is not None
 
 
 def _aliases(value: Any, field: str, where: str) -> list[str]:
@@ -79,7 +73,7 @@ def row_to_item(row: Any, where: str, default_id: str) -> Item:
     task = str(row.get("task") or "auto")
     if task not in TASKS:
         raise DatasetError(f"{where}: task must be one of {', '.join(TASKS)}, not {task!r}")
-    grader: Grader = "numeric" if all(is_number(a) for a in aliases) else "text"
+    grader: Grader = "numeric" if all(is_plain_number(a) for a in aliases) else "text"
     return Item(str(row.get("id") or default_id), question.strip(), aliases[0], grader,
                 task=task, correct_refs=tuple(aliases))
 

@@ -2,9 +2,10 @@
 
 ``Monitoring`` is fed by the request path (every decision: ``observe_decision``) and the
 feedback path (every committed label: ``observe_label``), and rebuilt from the decision
-log at startup (``restore``), so a restart loses nothing that was committed. Promise
-monitors are kept for every artifact seen (labels on decisions of a replaced artifact
-still count for it); gauges and drift cover the active artifact of each profile.
+log at startup (``restore``, from ``DecisionLog.audit_counts`` and ``recent_decisions``),
+so a restart loses nothing that was committed. Promise monitors are kept for every
+artifact seen (labels on decisions of a replaced artifact still count for it); gauges and
+drift cover the active artifact of each profile.
 Everything runs on the event loop and is O(1) per event.
 """
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from service import schemas
 from service.audit import common_rate, kept
+from service.decisions.records import AuditCounts, LabelledDecision, RecentDecision
 from service.metrics import Metrics
 from service.monitoring.drift import DEFAULT_WINDOW, DriftMonitor
 from service.monitoring.promise import (
@@ -23,32 +25,8 @@ from service.monitoring.promise import (
     DEFAULT_MIN_LABELS,
     PromiseKey,
     PromiseMonitor,
-    Verdict,
 )
-from service.monitoring.restore import AuditCounts, RecentDecision
-
-
-class Labelled(Protocol):
-    """What the decision log returns for a committed label (``decision_log.Labelled``)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def audit(self) -> bool: ...
-    @property
-    def audit_rate(self) -> float | None: ...
-    @property
-    def decision(self) -> str | None: ...
-    @property
-    def target_risk(self) -> float | None: ...
-    @property
-    def calibration_id(self) -> str | None: ...
-    @property
-    def profile(self) -> str | None: ...
-    @property
-    def correct(self) -> bool: ...
-    @property
-    def previous(self) -> bool | None: ...
+from service.vocab import Verdict
 
 
 @dataclass
@@ -137,7 +115,7 @@ class Monitoring:
                               resp.signals.model_dump())
             self.metrics.publish_drift(act.profile, act.calibration_id, act.drift.report())
 
-    def observe_label(self, row: Labelled) -> None:
+    def observe_label(self, row: LabelledDecision) -> None:
         """A committed label: counts when it is an answered audited decision with a promise,
         kept in the monitor's uniform sample (``service/audit.py``)."""
         if not (row.audit and row.decision == "answer" and row.target_risk is not None
@@ -149,8 +127,9 @@ class Monitoring:
             self._publish_one(mon)
 
     def restore(self, counts: list[AuditCounts], recent: list[RecentDecision]) -> None:
-        """Rebuild from the decision log (``monitoring.restore``): running sums and the
-        active artifact's drift window, oldest decision first."""
+        """Rebuild from the decision log (``DecisionLog.audit_counts`` and
+        ``recent_decisions``): running sums and the active artifact's drift window, oldest
+        decision first."""
         for c in counts:
             mon = self._promise(c.profile, c.calibration_id, c.target_risk)
             mon.common_rate = c.common_rate
@@ -200,8 +179,8 @@ class Monitoring:
                 **({k: main[k] for k in ("labelled", "errors", "estimate", "lower", "upper",
                                          "level", "min_labels")} if main else {}),
                 "promises": reports,
-                "drift": (act.drift.report() if is_active and act is not None
-                          and act.drift is not None else None),
+                "drift": (current.drift.report() if is_active and current is not None
+                          and current.drift is not None else None),
             })
         return out
 

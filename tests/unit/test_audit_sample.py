@@ -15,9 +15,8 @@ from fastapi.testclient import TestClient
 from service.api.principal import fingerprint
 from service.audit import audited, common_rate, draw, kept
 from service.config import Settings
-from service.decision_log import SCHEMA
+from service.decisions.table import SCHEMA, audit_counts
 from service.main import create_app
-from service.monitoring.restore import audit_counts
 from tests.fakes import FakeEmbedder, FakeEngine
 from tests.unit.test_calibration_api import SCRIPTS
 from tests.unit.test_promise import write

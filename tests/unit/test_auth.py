@@ -98,3 +98,24 @@ def test_score_samples_limit_names_it() -> None:
         assert "max_score_samples is 3" in r.json()["error"]["message"]
         ok = c.post("/v1/score", json={"question": "q", "answer": "a", "samples": ["a", "b"]})
         assert ok.status_code == 200
+
+
+def test_the_guards_refusals_are_the_error_trees_rendered_by_the_one_renderer() -> None:
+    """401 and 413 answer before any route, yet byte for byte as a route raising
+    ``Unauthorized``/``PayloadTooLarge`` would (``api/errors.py``'s ``render``)."""
+    from service.api.errors import render
+    from service.errors import PayloadTooLarge, Unauthorized
+
+    with client(api_keys=KEYS, max_body_bytes=2048) as c:
+        denied = c.post("/v1/answer", json={"question": "q"})
+        big = c.post("/v1/answer", json={"question": "x" * 4000}, headers={"x-api-key": "k-beta"})
+    want = render(Unauthorized("missing or invalid API key (send 'Authorization: Bearer <key>')",
+                               headers={"WWW-Authenticate": "Bearer"}))
+    assert denied.content == want.body == (
+        b'{"error":{"type":"authentication_error","message":"missing or invalid API key '
+        b"(send 'Authorization: Bearer <key>')\",\"param\":null,\"code\":401}}")
+    assert denied.headers["www-authenticate"] == "Bearer"
+    assert big.content == render(PayloadTooLarge("request body exceeds max_body_bytes=2048",
+                                                 param="body")).body
+    assert big.json()["error"] == {"type": "payload_too_large", "param": "body", "code": 413,
+                                   "message": "request body exceeds max_body_bytes=2048"}

@@ -135,7 +135,7 @@ def test_calibrate_from_decision_log(tmp_path: Path, audited: bool) -> None:
     with a guarantee only when the labels are the audit sample."""
     import sqlite3
 
-    from service.decision_log import SCHEMA
+    from service.decisions.table import SCHEMA
     from service.main import cli
     from tests.unit.calib_synth import synthetic_records
 

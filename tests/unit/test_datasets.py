@@ -12,8 +12,7 @@ import pytest
 from service.labelled.datasets import DatasetError, load_dataset, load_jsonl
 from service.labelled.grading import grade, grade_numeric, grade_text, grade_truthfulqa
 from service.labelled.ladder import arithmetic_ladder
-from service.labelled.userdata import is_number
-from service.signals.normalize import final_number
+from service.signals.normalize import final_number, is_plain_number
 
 
 @pytest.mark.parametrize("text, want", [
@@ -140,7 +139,8 @@ def test_squad_normalised_containment(answer: str, ref: str, ok: bool) -> None:
 
 
 def test_numeric_only_when_every_alias_is_a_number() -> None:
-    assert [is_number(a) for a in ("42", "-3.5", "1,000", "$12", "7%", "4 apples", "IV", "")] \
+    aliases = ("42", "-3.5", "1,000", "$12", "7%", "4 apples", "IV", "")
+    assert [is_plain_number(a) for a in aliases] \
         == [True, True, True, True, True, False, False, False]
 
 

@@ -21,7 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.config import Settings
-from service.decision_log import DecisionLog, labelled_entries
+from service.decisions.log import DecisionLog
+from service.decisions.table import labelled_entries
 from service.main import create_app
 from tests.fakes import FakeEmbedder, FakeEngine
 from tests.servers import free_port, spawn, wait_ready
@@ -179,3 +180,27 @@ def test_kill_9_loses_no_acknowledged_feedback(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _no_leftover_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CANDOR_DECISION_LOG", raising=False)
+
+
+async def test_a_log_that_does_not_restore_monitors_leaves_them_empty_and_says_so(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A shared (PostgreSQL) log does not rebuild a replica's monitors: the runtime asks the
+    log (``restores_monitors``), never its store or a SQLite path, and warns without the
+    URL's password."""
+
+    class SharedLog:
+        url = "postgresql://candor:secret@db:5432/candor"
+        restores_monitors = False
+
+        def audit_counts(self, current_rate: float = 0.0) -> list[object]:
+            raise AssertionError("not to be read")
+
+        recent_decisions = audit_counts
+
+    state = create_app(Settings(samples_n=2), engine=FakeEngine()).state.candor
+    state.decision_log = SharedLog()
+    with caplog.at_level("WARNING", logger="service.state"):
+        await state.restore_monitoring()
+    assert "live monitors start empty" in caplog.text and "***@db:5432" in caplog.text
+    assert "secret" not in caplog.text
+    assert all(m.labelled == m.decisions == 0 for m in state.monitoring.promises.values())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from service import schemas
-from service.decision_log import DecisionLog
+from service.decisions.log import DecisionLog
 from service.errors import EngineUnavailable
 from service.metrics import Metrics
 
@@ -28,7 +28,7 @@ def _value(metrics: Metrics, name: str) -> float:
 
 async def test_failed_writes_are_counted_and_the_writer_recovers(tmp_path: Path,
                                                                  monkeypatch) -> None:
-    import service.decision_log as dl
+    import service.decisions.log as dl
 
     monkeypatch.setattr(dl, "_RETRY_S", 0.01)
     metrics = Metrics()

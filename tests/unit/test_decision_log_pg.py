@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.decision_log import labelled_entries
+from service.decisions.table import labelled_entries
 from tests.pg import pg_bin, postgres_cluster
 from tests.servers import free_port, spawn, wait_ready
 

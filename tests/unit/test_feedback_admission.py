@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from service.config import Settings
-from service.decision_log import DecisionLog, labelled_entries
+from service.decisions.log import DecisionLog
+from service.decisions.table import labelled_entries
 from service.main import create_app
 from tests.fakes import FakeEmbedder, FakeEngine
 

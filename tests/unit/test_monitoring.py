@@ -10,10 +10,10 @@ import pytest
 
 from service.calibration.artifact import ArtifactSpec, parse_artifact
 from service.calibration.reference import Bins, DriftReference, bin_edges, bin_fractions
-from service.cascade.stages import STAGES
 from service.monitoring.confseq import bernoulli_cs, half_width
 from service.monitoring.drift import DRIFT_THRESHOLD, DriftMonitor, psi
 from service.monitoring.promise import PromiseKey, PromiseMonitor
+from service.vocab import STAGES
 from tests.unit.test_calibration import make_spec
 
 ALPHA, LEVEL = 0.1, 0.05
@@ -178,3 +178,22 @@ def test_artifact_carries_a_reference_and_loads_without_one(spec: ArtifactSpec) 
     raw.pop("reference")  # an artifact written before drift monitoring
     model = parse_artifact(json.dumps(raw), "old.json")
     assert model.spec.reference is None
+
+
+def test_each_profile_reports_its_own_drift() -> None:
+    """With several profiles active, each one's ``drift`` is its own artifact's (a leftover
+    loop variable once gave every profile the last profile's drift)."""
+    from service.calibration.artifact import CalibratedModel
+    from service.metrics import Metrics
+    from service.monitoring.hub import Monitoring
+
+    math = CalibratedModel(make_spec(300, seed=1, profile="math", tasks=("math",)))
+    fact = CalibratedModel(make_spec(300, seed=2, profile="factual", tasks=("factual",)))
+    mon = Monitoring(Metrics())
+    mon.activate([math, fact])
+    drift = {r["profile"]: r["drift"] for r in mon.report()}
+    for model in (math, fact):
+        assert model.spec.reference is not None
+        own = DriftMonitor(model.spec.reference, size=mon.window).report()
+        assert drift[model.spec.profile] == own, model.spec.profile
+    assert drift["math"] != drift["factual"]

@@ -1,5 +1,5 @@
 """The durable decision log: every cascade decision appended to a store (SQLite WAL, or a
-PostgreSQL shared by replicas: ``service/decision_store.py``), off the request path.
+PostgreSQL shared by replicas: ``store.py``), off the request path.
 
 One writer thread owns the connection. Requests only put a row on a bounded queue
 (``record`` never blocks; when the queue is full the row is dropped and counted,
@@ -10,9 +10,9 @@ its transaction is durably committed (SQLite ``synchronous=FULL``, PostgreSQL
 cut). Decision rows still in the queue when the process is killed are lost; that loss is
 bounded by the queue and documented.
 
-No raw question or answer text is stored unless ``log_text`` is set.
-``labelled_entries(path_or_url)`` is the read side for recalibration (``candor calibrate
---from-log``).
+No raw question or answer text is stored unless ``log_text`` is set. ``audit_counts`` and
+``recent_decisions`` are the read side for rebuilding the live monitors at startup (a
+SQLite log: ``restores_monitors``); ``table.labelled_entries`` the one for recalibration.
 """
 
 from __future__ import annotations
@@ -24,55 +24,21 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from service import schemas
-from service.decision_store import DecisionStore, Label, open_store, redact
+from service.calibration.pinning import ServingSettings, system_hash
+from service.decisions.records import AuditCounts, LabelledDecision, RecentDecision
+from service.decisions.store import DecisionStore, Label, redact
+from service.decisions.table import COLUMNS, LABEL_COLUMNS, open_store
 from service.errors import DeadlineExceeded, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
-# Every column of a decision row, in order, with its SQLite type (one list: the schema,
-# the insert, and the migration of an older file are all derived from it).
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "TEXT PRIMARY KEY"), ("ts", "REAL NOT NULL"), ("endpoint", "TEXT"), ("model", "TEXT"),
-    ("calibration_id", "TEXT"), ("calibrated", "INTEGER"), ("decision", "TEXT"),
-    ("reason", "TEXT"), ("confidence", "REAL"), ("stage_reached", "INTEGER"),
-    ("signals", "TEXT"), ("stages", "TEXT"), ("completion_tokens", "INTEGER"),
-    ("question", "TEXT"), ("answer", "TEXT"),
-    # the promise and the audit sample (docs/calibration.md, "Audit sampling")
-    ("profile", "TEXT"), ("target_risk", "REAL"), ("audit", "INTEGER"), ("audit_rate", "REAL"),
-    ("serving", "TEXT"),  # JSON: the serving settings of this decision (calibration/pinning.py)
-    ("scope", "TEXT"),  # JSON: the scope test's report (schemas.ScopeReport)
-    ("label", "INTEGER"), ("label_ts", "REAL"),
-    ("labeller", "TEXT"),  # who sent the label: "key:<fingerprint>" or "anonymous"
-)
-LABEL_COLUMNS = ("label", "label_ts", "labeller")
-SCHEMA = (  # the SQLite form, for tools and tests that build a log by hand
-    "CREATE TABLE IF NOT EXISTS decisions ("
-    + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ");\n"
-    "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts);\n"
-)
 _BATCH = 512
 _PRUNE_EVERY_S = 3600.0
 _RETRY_S = 1.0  # pause after a failed write before the next batch
-
-
-@dataclass(frozen=True)
-class Labelled:
-    """A committed label and the decision it labelled (``previous``: the label it replaced)."""
-
-    id: str
-    audit: bool
-    audit_rate: float | None
-    decision: str | None
-    target_risk: float | None
-    calibration_id: str | None
-    profile: str | None
-    correct: bool
-    previous: bool | None
 
 
 class DecisionLog:
@@ -115,10 +81,29 @@ class DecisionLog:
     def healthy(self) -> bool:
         return self.last_error is None
 
+    # -- read side (blocking: call from a worker thread) --------------------------------------
+    @property
+    def restores_monitors(self) -> bool:
+        """Whether ``audit_counts`` and ``recent_decisions`` can rebuild the live monitors
+        (SQLite; a PostgreSQL log is shared by replicas, whose monitors start empty)."""
+        return self._store.restores_monitors
+
+    def audit_counts(self, current_rate: float = 0.0) -> list[AuditCounts]:
+        """Every promise's running sums, thinned to one audit rate
+        (``DecisionStore.audit_counts``)."""
+        return self._store.audit_counts(current_rate)
+
+    def recent_decisions(self, calibration_id: str, limit: int) -> list[RecentDecision]:
+        """The last ``limit`` decisions of one artifact, oldest first (the drift window)."""
+        return self._store.recent_decisions(calibration_id, limit)
+
     # -- request side (event loop) -----------------------------------------------------------
     def record(self, resp: schemas.AnswerResponse, req: schemas.AnswerRequest,
-               endpoint: str, serving: str | None = None) -> None:
-        """Queue one decision; never blocks (a full queue drops the row and counts it)."""
+               endpoint: str, serving: ServingSettings | None = None,
+               max_tokens: int | None = None) -> None:
+        """Queue one decision; never blocks (a full queue drops the row and counts it).
+        ``serving`` and ``max_tokens`` (the plan's) are the decision's serving settings,
+        which ``calibrate --from-log`` pins its artifact to."""
         row = {
             "id": resp.id, "ts": time.time(), "endpoint": endpoint, "model": resp.model,
             "calibration_id": resp.calibration.id, "calibrated": int(resp.calibrated),
@@ -130,7 +115,8 @@ class DecisionLog:
             "question": req.question if self.log_text else None,
             "answer": resp.answer if self.log_text else None,
             "profile": resp.calibration.profile, "target_risk": resp.calibration.target_risk,
-            "audit": int(resp.audit), "audit_rate": resp.audit_rate, "serving": serving,
+            "audit": int(resp.audit), "audit_rate": resp.audit_rate,
+            "serving": None if serving is None else self._serving(serving, req, max_tokens),
             "scope": resp.scope.model_dump_json(),
         }
         try:
@@ -139,8 +125,18 @@ class DecisionLog:
             self._drop(1)
             log.warning("decision log queue full; dropped %s (%d so far)", resp.id, self.dropped)
 
+    def _serving(self, serving: ServingSettings, req: schemas.AnswerRequest,
+                 max_tokens: int | None) -> str:
+        """One decision's serving settings as logged; a system prompt is kept only as a
+        hash unless ``log_text`` is set."""
+        system = req.system
+        if system and not self.log_text:
+            system = system_hash(system)
+        return json.dumps({**serving.model_dump(), "system_prompt": system or None,
+                           "answer_max_tokens": max_tokens})
+
     async def feedback(self, answer_id: str, correct: bool, labeller: str = "anonymous",
-                       timeout_s: float = 30.0) -> Labelled | None:
+                       timeout_s: float = 30.0) -> LabelledDecision | None:
         """Label a logged decision once committed (``labeller``: who sent it, recorded with
         it): the labelled row (its audit draw and the promise it carried, for live
         monitoring), or None when the id is unknown."""
@@ -152,8 +148,9 @@ class DecisionLog:
             await asyncio.sleep(pause)
         return None  # pragma: no cover - the loop always returns
 
-    async def _feedback_once(self, label: Label, timeout_s: float) -> Labelled | None:
-        fut: concurrent.futures.Future[Labelled | None] = concurrent.futures.Future()
+    async def _feedback_once(self, label: Label,
+                             timeout_s: float) -> LabelledDecision | None:
+        fut: concurrent.futures.Future[LabelledDecision | None] = concurrent.futures.Future()
         await asyncio.to_thread(self._q.put, ("feedback", (label, fut)))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
@@ -201,11 +198,8 @@ class DecisionLog:
             return False
         self.written += len(rows)
         self.last_error = None
-        for ((rid, ok, _), fut), stored in zip(labels, results, strict=True):
-            _settle(fut, None if stored is None else Labelled(
-                rid, bool(stored["audit"]), stored["audit_rate"], stored["decision"],
-                stored["target_risk"], stored["calibration_id"], stored["profile"], ok,
-                None if stored["label"] is None else bool(stored["label"])))
+        for (_, fut), labelled in zip(labels, results, strict=True):
+            _settle(fut, labelled)
         return True
 
     def _fail(self, exc: Exception, rows: int) -> None:
@@ -244,8 +238,8 @@ class DecisionLog:
             self._store.close()
 
 
-def _settle(fut: concurrent.futures.Future[Labelled | None],
-            outcome: Labelled | None | BaseException) -> None:
+def _settle(fut: concurrent.futures.Future[LabelledDecision | None],
+            outcome: LabelledDecision | None | BaseException) -> None:
     """Resolve a feedback future unless its waiter gave up (cancelled) already."""
     try:
         if isinstance(outcome, BaseException):
@@ -254,30 +248,3 @@ def _settle(fut: concurrent.futures.Future[Labelled | None],
             fut.set_result(outcome)
     except concurrent.futures.InvalidStateError:
         pass
-
-
-def labelled_entries(path: Path | str) -> list[dict[str, Any]]:
-    """Labelled decisions for recalibration, oldest first.
-
-    Each dict: ``id``, ``ts`` (unix seconds), ``model``, ``calibration_id``, ``decision``,
-    ``reason``, ``confidence``, ``stage_reached``, ``signals`` (the response's raw signal
-    values, e.g. ``mean_nll``, ``consistency``), ``stages`` (per-stage reports: ``name``,
-    ``stage``, ``confidence``, ``ms``, ``tokens``, ``informative``), ``correct`` (the
-    feedback label, bool), ``audit`` (bool: the decision was in the uniform audit sample, so
-    its label is unbiased), ``audit_rate``, ``labeller`` (who sent the label),
-    ``target_risk``, ``profile``, ``serving`` (the serving settings' fingerprint), and
-    ``question``/``answer`` (None unless ``CANDOR_LOG_TEXT``).
-    """
-    store = open_store(path, COLUMNS, LABEL_COLUMNS, readonly=True)
-    try:
-        rows = store.labelled()
-    finally:
-        store.close()
-    out = []
-    for d in rows:
-        d["signals"] = json.loads(d["signals"] or "{}")
-        d["stages"] = json.loads(d["stages"] or "[]")
-        d["correct"] = bool(d.pop("label"))
-        d["audit"] = bool(d.get("audit"))
-        out.append(d)
-    return out
