@@ -12,12 +12,13 @@ which re-reads ``CANDOR_CALIBRATION`` (``service/main.py``).
 **Reload.** The body names a source the way ``CANDOR_CALIBRATION`` does (``builtin``,
 ``none``, artifact files or folders); no body re-reads ``CANDOR_CALIBRATION``. The active
 profile set becomes exactly what the source names (nothing loaded before is kept), and
-the reply says what was added, removed, replaced or re-read (``ReloadResponse``). Paths
-must resolve, symlinks followed, inside ``CANDOR_CALIBRATION_DIR``; any other is a 400
-with one constant message, so the reply never tells whether a file outside exists
-(``service/reload.py``). A refused artifact (format, version, model, pinned serving
-settings, the engine's chat template: the startup checks) is a 400 ``calibration_error``
-naming the problem, and the active profiles keep serving.
+the reply says what was added, removed, replaced or re-read (``ReloadResponse``, from
+``reload.reload_reply``). Paths must resolve, symlinks followed, inside
+``CANDOR_CALIBRATION_DIR``; any other is a 400 with one constant message, so the reply
+never tells whether a file outside exists (``service/reload.py``). A refused artifact
+(format, version, model, pinned serving settings, the engine's chat template: the startup
+checks) is a 400 ``calibration_error`` naming the problem, and the active profiles keep
+serving.
 """
 
 from __future__ import annotations
@@ -65,5 +66,4 @@ async def reload(request: Request, state: StateDep,
     atomic swap; in-flight requests finish on the profiles they started with. Needs an
     admin key (CANDOR_ADMIN_KEYS)."""
     source = req.source if req is not None else None
-    return ReloadResponse(**await state.reload_calibration(
-        source, by=principal(request).labeller))
+    return await state.reload_calibration(source, by=principal(request).labeller)

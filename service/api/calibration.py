@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from service.api.deps import StateDep
 from service.api.errors import documented_errors
+from service.calibration.served import CalibrationResponse
 
 router = APIRouter(prefix="/v1", tags=["calibration"], responses=documented_errors())
 
+SEVERAL = ("several calibration profiles: each request is decided by the one covering its "
+           "task, or the one named in policy.profile; a task no profile covers is answered "
+           "uncalibrated")
+UNCALIBRATED = ("no calibration artifact loaded (CANDOR_CALIBRATION names artifacts written by "
+                "`candor calibrate`, or `builtin` for the shipped profiles); confidences are "
+                "uncalibrated scores and carry no risk guarantee")
 
-@router.get("/calibration")
-async def calibration(state: StateDep) -> dict[str, Any]:
+
+@router.get("/calibration", response_model=CalibrationResponse)
+async def calibration(state: StateDep) -> CalibrationResponse:
     """What the server promises, per profile (`calibrations`: artifact id, the tasks it
     covers, delta and the supported target risks), which shipped profiles are not served
     and why (`skipped`), and per profile and artifact the live watch (`profiles`):
@@ -22,24 +28,15 @@ async def calibration(state: StateDep) -> dict[str, Any]:
     one profile its description is also at the top level."""
     profiles = state.profiles
     described = [m.describe() for m in profiles.models.values()]
-    common: dict[str, Any] = {
-        "serving": state.serving().model_dump(),
-        "calibrations": described,
-        "skipped": list(profiles.skipped),
-        "profiles": state.monitoring.report() if state.monitoring is not None else [],
-    }
+    common = {"serving": state.serving().model_dump(), "calibrations": described,
+              "skipped": list(profiles.skipped),
+              "profiles": state.monitoring.report() if state.monitoring is not None else []}
     if len(described) == 1:
-        return {**described[0], **common}
+        return CalibrationResponse.model_validate({**described[0], **common})
     if described:
-        return {"calibrated": True, "id": None, **common,
-                "message": "several calibration profiles: each request is decided by the "
-                           "one covering its task, or the one named in policy.profile; a "
-                           "task no profile covers is answered uncalibrated"}
+        return CalibrationResponse.model_validate(
+            {"calibrated": True, "id": None, **common, "message": SEVERAL})
     s = state.settings
-    return {
-        "calibrated": False, "id": None, **common,
-        "message": "no calibration artifact loaded (CANDOR_CALIBRATION names artifacts "
-                   "written by `candor calibrate`, or `builtin` for the shipped profiles); "
-                   "confidences are uncalibrated scores and carry no risk guarantee",
-        "answer_threshold": s.answer_threshold, "abstain_threshold": s.abstain_threshold,
-    }
+    return CalibrationResponse.model_validate(
+        {"calibrated": False, "id": None, **common, "message": UNCALIBRATED,
+         "answer_threshold": s.answer_threshold, "abstain_threshold": s.abstain_threshold})

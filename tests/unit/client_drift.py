@@ -2,8 +2,12 @@
 
 Each client model is paired with the server schema it parses; both sides are reduced to
 ``{field: type}`` (types as sets such as ``{"string", "null"}``, ``array[Sample]``,
-enums as their values), and every difference is one line. Used by the unit test (the
-app's generated schema) and the integration test (the live server's ``/openapi.json``).
+``object[number]``, enums as their values), and every difference is one line. One
+leniency: a client field may add ``null`` to the server's type when it defaults to
+``None`` (the client reads a field an older server did not send, or one the server sends
+only in some cases, as ``None``). Every schema a paired one refers to must be paired too,
+so a nested model the server adds cannot go unchecked. Used by the unit test (the app's
+generated schema) and the integration test (the live server's ``/openapi.json``).
 """
 
 from __future__ import annotations
@@ -26,8 +30,20 @@ PAIRS: dict[type[BaseModel], str] = {
     models.ScopeReport: "ScopeReport",
     models.Usage: "Usage",
     models.Policy: "PolicyIn",
+    models.Calibration: "CalibrationResponse",
+    models.CalibrationProfile: "CalibrationProfile",
+    models.CalibrationScope: "CalibrationScope",
+    models.CalibrationMap: "CalibrationMap",
+    models.ServingSettings: "ServingSettings",
+    models.ThresholdEntry: "ThresholdEntry",
+    models.PromiseStatus: "PromiseStatus",
+    models.PromiseReport: "PromiseReport",
+    models.AbstentionReport: "AbstentionReport",
+    models.DriftReport: "DriftReport",
+    models.DriftBins: "DriftBins",
+    models.DriftWindow: "DriftWindow",
+    models.ReloadResult: "ReloadResponse",
 }
-_NAMES = {cls.__name__: server for cls, server in PAIRS.items()}
 
 
 def _type(schema: dict[str, Any], rename: dict[str, str]) -> frozenset[str]:
@@ -44,6 +60,9 @@ def _type(schema: dict[str, Any], rename: dict[str, str]) -> frozenset[str]:
     if schema.get("type") == "array":
         items = sorted(_type(schema.get("items", {}), rename))
         return frozenset({f"array[{'|'.join(items)}]"})
+    if schema.get("type") == "object" and isinstance(schema.get("additionalProperties"), dict):
+        values = sorted(_type(schema["additionalProperties"], rename))
+        return frozenset({f"object[{'|'.join(values)}]"})
     if "type" in schema:
         return frozenset({schema["type"]})
     return frozenset({"any"})
@@ -53,24 +72,45 @@ def fields(schema: dict[str, Any], rename: dict[str, str]) -> dict[str, frozense
     return {k: _type(v, rename) for k, v in schema.get("properties", {}).items()}
 
 
+def refs(schema: Any) -> set[str]:
+    """The components a schema refers to, at any depth."""
+    if isinstance(schema, dict):
+        own = {schema["$ref"].rsplit("/", 1)[-1]} if isinstance(schema.get("$ref"), str) else set()
+        return own.union(*(refs(v) for v in schema.values()))
+    if isinstance(schema, list):
+        return set().union(*(refs(v) for v in schema))
+    return set()
+
+
+def _may_be_none(cls: type[BaseModel], name: str) -> bool:
+    field = cls.model_fields.get(name)
+    return field is not None and not field.is_required() and field.get_default() is None
+
+
 def drift(openapi: dict[str, Any]) -> list[str]:
-    """Every field the client lacks, has in excess, or types differently from the server."""
+    """Every field the client lacks, has in excess, or types differently from the server,
+    and every server schema a paired one uses that no client model mirrors."""
     components = openapi["components"]["schemas"]
+    names = {cls.__name__: server for cls, server in PAIRS.items()}
     out = []
     for cls, server_name in PAIRS.items():
         if server_name not in components:
             out.append(f"{cls.__name__}: the server has no schema {server_name}")
             continue
+        for used in sorted(refs(components[server_name]) - set(PAIRS.values())):
+            out.append(f"{cls.__name__}: the server's {server_name} uses {used}, which no "
+                       "client model mirrors (add it to PAIRS)")
         client_schema = cls.model_json_schema(ref_template="#/$defs/{model}")
         want = fields(components[server_name], {})
-        have = fields(client_schema, _NAMES)
+        have = fields(client_schema, names)
         for name in sorted(want.keys() - have.keys()):
             out.append(f"{cls.__name__}.{name}: missing in the client "
                        f"(server: {sorted(want[name])})")
         for name in sorted(have.keys() - want.keys()):
             out.append(f"{cls.__name__}.{name}: not in the server's {server_name}")
         for name in sorted(want.keys() & have.keys()):
-            if want[name] != have[name]:
+            lenient = have[name] == want[name] | {"null"} and _may_be_none(cls, name)
+            if want[name] != have[name] and not lenient:
                 out.append(f"{cls.__name__}.{name}: client {sorted(have[name])}, "
                            f"server {sorted(want[name])}")
     return out

@@ -22,29 +22,40 @@ from candor_client.errors import (
     UnavailableError,
 )
 from candor_client.models import (
+    AbstentionReport,
     Answer,
     Calibration,
+    CalibrationMap,
     CalibrationProfile,
     CalibrationRef,
     CalibrationScope,
+    DriftBins,
+    DriftReport,
+    DriftWindow,
     FeedbackResult,
     Health,
     Policy,
+    PromiseReport,
     PromiseStatus,
+    ReloadResult,
     ScopeReport,
     Score,
+    ServingSettings,
     Signals,
     StageReport,
+    ThresholdEntry,
     Usage,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Answer", "AsyncCandorClient", "BadRequestError", "Calibration", "CalibrationProfile",
-    "CalibrationRef", "CalibrationScope", "CandorAPIError", "CandorClient",
-    "CandorConnectionError", "CandorError", "CandorTimeoutError", "DeadlineExceededError",
+    "AbstentionReport", "Answer", "AsyncCandorClient", "BadRequestError", "Calibration",
+    "CalibrationMap", "CalibrationProfile", "CalibrationRef", "CalibrationScope",
+    "CandorAPIError", "CandorClient", "CandorConnectionError", "CandorError",
+    "CandorTimeoutError", "DeadlineExceededError", "DriftBins", "DriftReport", "DriftWindow",
     "FeedbackResult", "Health", "InternalServerError", "NotFoundError", "OverloadedError",
-    "Policy", "PromiseStatus", "ScopeReport", "Score", "Signals", "StageReport",
-    "UnauthorizedError", "UnavailableError", "Usage", "__version__",
+    "Policy", "PromiseReport", "PromiseStatus", "ReloadResult", "ScopeReport", "Score",
+    "ServingSettings", "Signals", "StageReport", "ThresholdEntry", "UnauthorizedError",
+    "UnavailableError", "Usage", "__version__",
 ]

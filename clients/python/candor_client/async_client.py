@@ -1,6 +1,7 @@
 """``AsyncCandorClient``: the asyncio client (``async with AsyncCandorClient() as c: ...``).
 
-The same methods as ``CandorClient`` (see there), awaited; only the I/O differs.
+The same methods as ``CandorClient`` (see there), awaited. Options, requests and retry
+decisions are ``_base.BaseClient``'s; this class sends, sleeps and closes.
 """
 
 from __future__ import annotations
@@ -11,18 +12,10 @@ from typing import Any
 import httpx
 
 from candor_client import _base, _http
-from candor_client.errors import CandorConnectionError, CandorTimeoutError, error_for
-from candor_client.models import (
-    Answer,
-    Calibration,
-    FeedbackResult,
-    Health,
-    Policy,
-    Score,
-)
+from candor_client.models import Answer, Calibration, FeedbackResult, Health, Policy, Score
 
 
-class AsyncCandorClient:
+class AsyncCandorClient(_base.BaseClient[httpx.AsyncClient | _http.AsyncHTTPClient]):
     """Async client. ``base_url``/``api_key`` default to ``CANDOR_BASE_URL``/``CANDOR_API_KEY``.
 
     ``timeout`` is per HTTP attempt; ``max_retries`` bounds retries on connection failures
@@ -31,25 +24,8 @@ class AsyncCandorClient:
     is then not closed here.
     """
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
-                 timeout: float | httpx.Timeout | None = None, max_retries: int | None = None,
-                 http_client: httpx.AsyncClient | _http.AsyncHTTPClient | None = None) -> None:
-        self._opts = _base.Options.resolve(base_url, api_key, timeout, max_retries)
-        self._owns_http = http_client is None
-        self._http: httpx.AsyncClient | _http.AsyncHTTPClient = (
-            http_client or httpx.AsyncClient())
-
-    @property
-    def base_url(self) -> str:
-        return self._opts.base_url
-
-    def with_options(self, *, timeout: float | httpx.Timeout | None = None,
-                     max_retries: int | None = None) -> AsyncCandorClient:
-        """A copy with other timeout/retries, sharing this client's connection pool."""
-        clone = AsyncCandorClient.__new__(AsyncCandorClient)
-        clone._opts = self._opts.override(timeout, max_retries)
-        clone._owns_http, clone._http = False, self._http
-        return clone
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:
@@ -63,63 +39,54 @@ class AsyncCandorClient:
         await self.aclose()
 
     # -- endpoints -------------------------------------------------------------------------
-    async def answer(self, question: str, *, context: str | None = None, system: str | None = None,
-               task: str = "auto", max_tokens: int | None = None,
-               policy: Policy | dict[str, Any] | None = None, return_samples: bool = False,
-               return_logprobs: bool = False) -> Answer:
+    async def answer(self, question: str, *, context: str | None = None,
+                     system: str | None = None, task: str = "auto", max_tokens: int | None = None,
+                     policy: Policy | dict[str, Any] | None = None, return_samples: bool = False,
+                     return_logprobs: bool = False) -> Answer:
         """Answer with a confidence; ``Answer.abstained`` is true when Candor is unsure."""
-        body = _base.answer_body(question, context=context, system=system, task=task,
-                                 max_tokens=max_tokens, policy=policy,
-                                 return_samples=return_samples, return_logprobs=return_logprobs)
-        return _base.parse(await self._request("POST", "/v1/answer", body), Answer)
+        return await self._call(_base.answer_call(
+            question, context=context, system=system, task=task, max_tokens=max_tokens,
+            policy=policy, return_samples=return_samples, return_logprobs=return_logprobs))
 
     async def score(self, question: str, answer: str, *, samples: list[str] | None = None,
-              token_logprobs: list[float] | None = None,
-              top_logprobs: list[list[float]] | None = None, context: str | None = None,
-              task: str = "auto", profile: str | None = None) -> Score:
+                    token_logprobs: list[float] | None = None,
+                    top_logprobs: list[list[float]] | None = None, context: str | None = None,
+                    task: str = "auto", profile: str | None = None) -> Score:
         """Uncertainty signals for an answer you already have (nothing is generated);
         ``profile``: the calibration profile to score with (default: the task's)."""
-        body = _base.score_body(question, answer, samples=samples, token_logprobs=token_logprobs,
-                                top_logprobs=top_logprobs, context=context, task=task,
-                                profile=profile)
-        return _base.parse(await self._request("POST", "/v1/score", body), Score)
+        return await self._call(_base.score_call(
+            question, answer, samples=samples, token_logprobs=token_logprobs,
+            top_logprobs=top_logprobs, context=context, task=task, profile=profile))
 
     async def feedback(self, id: str, correct: bool) -> FeedbackResult:
         """Label an earlier answer (by its ``id``) for the next recalibration."""
-        body = {"id": id, "correct": correct}
-        return _base.parse(await self._request("POST", "/v1/feedback", body), FeedbackResult)
+        return await self._call(_base.feedback_call(id, correct))
 
     async def calibration(self) -> Calibration:
-        """The active calibration artifact (``calibrated=False`` when the server has none)."""
-        return _base.parse(await self._request("GET", "/v1/calibration"), Calibration)
+        """The calibration profiles served, their promises and the live watch
+        (``calibrated=False`` when the server has none)."""
+        return await self._call(_base.CALIBRATION)
 
     async def health(self) -> Health:
         """Liveness and readiness; a not-ready engine is ``ready=False``, not an exception."""
-        live = await self._request("GET", "/healthz", retry=False)
-        if live.status_code >= 400:
-            raise error_for(live)
-        ready = await self._request("GET", "/readyz", retry=False)
-        return _base.health_from(ready)
+        _base.check_live(await self._request("GET", "/healthz", retry=False))
+        return _base.health_from(await self._request("GET", "/readyz", retry=False))
 
     # -- transport -------------------------------------------------------------------------
+    async def _call(self, call: _base.Call[_base.M]) -> _base.M:
+        return _base.parse(await self._request(call.method, call.path, call.body), call.model)
+
     async def _request(self, method: str, path: str, json: dict[str, Any] | None = None,
-                 retry: bool = True) -> _http.HTTPResponse:
-        opts, attempt = self._opts, 0
-        max_retries = opts.max_retries if retry else 0
+                       retry: bool = True) -> _http.HTTPResponse:
+        max_retries, attempt = self._retries(retry), 0
         while True:
+            outcome: _http.HTTPResponse | Exception
             try:
-                resp: _http.HTTPResponse | None = await self._http.request(
-                    method, opts.base_url + path, json=json, headers=opts.headers(),
-                    timeout=_http.as_tuple(opts.timeout))
-            except _http.CONNECT_ERRORS as exc:
-                if not _base.should_retry(None, attempt, max_retries):
-                    raise CandorConnectionError(f"cannot reach {opts.base_url}: {exc}") from exc
-                resp = None
-            except _http.TIMEOUT_ERRORS as exc:
-                raise CandorTimeoutError(f"{method} {path} timed out: {exc}") from exc
-            except _http.TRANSPORT_ERRORS as exc:
-                raise CandorConnectionError(f"{method} {path} failed: {exc}") from exc
-            if resp is not None and not _base.should_retry(resp, attempt, max_retries):
-                return resp
-            await asyncio.sleep(_base.retry_delay(resp, attempt))
+                outcome = await self._http.request(**self._attempt(method, path, json))
+            except _base.SEND_ERRORS as exc:
+                outcome = exc
+            step = self._after(method, path, outcome, attempt, max_retries)
+            if not isinstance(step, float):
+                return step
+            await asyncio.sleep(step)
             attempt += 1

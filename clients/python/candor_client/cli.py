@@ -60,7 +60,7 @@ def _health(client: CandorClient, args: argparse.Namespace) -> int:
 
 
 def _calibration(client: CandorClient, args: argparse.Namespace) -> int:
-    print(json.dumps(client.calibration().model_dump(mode="json"), indent=2))
+    print(json.dumps(client.calibration().model_dump(mode="json", exclude_unset=True), indent=2))
     return EXIT_OK
 
 

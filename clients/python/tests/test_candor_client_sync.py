@@ -85,7 +85,7 @@ def test_calibration_profiles_carry_their_scope_test(server: FakeServer) -> None
     assert fact.scope is not None and fact.scope.level == 0.05 and fact.scope.bank == 105
     assert fact.scope.heldout == {"level": 0.05, "heldout_in_scope": "175/180"}
     assert old.profile == "math" and old.scope is None  # an artifact without a scope test
-    assert fact.model_extra == {"delta": 0.1}
+    assert fact.delta == 0.1 and fact.model_extra == {}  # every field the server sends is typed
     # read by key, as when the summaries were plain dicts
     assert fact["delta"] == 0.1 and fact["scope"] == test and fact.get("nope", 1) == 1
     with pytest.raises(KeyError):

@@ -1,18 +1,16 @@
-"""Typed responses of the Candor v1 API (the server's ``service/schemas.py``, client side).
-
-Every model keeps unknown fields (``extra="allow"``), so a newer server never breaks an
-older client; ``Policy`` is the one request model, strict so typos fail before sending.
-"""
+"""The request policy and the answer, score, feedback and health responses."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from candor_client.models._base import Model as _Model
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
+# why an answer was withheld (the server's service/vocab.py)
+AbstainReason = Literal["low_confidence", "hopeless", "empty_answer", "deadline",
+                        "out_of_scope"]
 
 
 class Policy(BaseModel):
@@ -118,7 +116,7 @@ class Answer(_Model):
     answer: str
     abstained: bool
     decision: Literal["answer", "abstain"]
-    reason: str | None = None
+    reason: AbstainReason | None = None
     confidence: float
     calibrated: bool
     stage_reached: int
@@ -157,82 +155,6 @@ class FeedbackResult(_Model):
     audited: bool = False
 
 
-class PromiseStatus(_Model):
-    """One profile's artifact watched live: its promise's verdict on audited labels."""
-
-    profile: str
-    calibration_id: str
-    active: bool
-    verdict: Literal["unverified", "holding", "breached"]
-    target_risk: float | None = None
-    labelled: int | None = None
-    estimate: float | None = None
-    lower: float | None = None
-    upper: float | None = None
-
-
-class CalibrationScope(_Model):
-    """A profile's scope test: a request whose p-value against the profile's calibration
-    questions is below ``level`` is out of scope, and nothing is promised for it.
-
-    ``components``: what the test compares (question similarity, question and answer
-    length); ``k``: nearest neighbours in the similarity; ``bank`` / ``reference``: how
-    many calibration questions it compares with / ranks p-values against; ``heldout``:
-    how many held-out calibration questions it kept in scope.
-    """
-
-    level: float
-    components: list[str] = Field(default_factory=list)
-    k: int | None = None
-    bank: int | None = None
-    reference: int | None = None
-    fitted: str | None = None
-    heldout: dict[str, Any] | None = None
-
-
-class CalibrationProfile(_Model):
-    """One calibration profile served: its artifact and its promise.
-
-    ``scope``: the profile's scope test (None: it has none, so it promises nothing). The
-    other fields (delta, supported target risks, thresholds, pinned settings, held-out
-    metrics) are kept as extra fields: read them with ``model_extra`` or ``model_dump()``,
-    or by key (``profile["delta"]``) as when these summaries were plain dicts.
-    """
-
-    calibrated: bool = True
-    id: str | None = None
-    profile: str | None = None
-    tasks: list[str] = Field(default_factory=list)
-    promise: str | None = None
-    scope: CalibrationScope | None = None
-
-    def __getitem__(self, key: str) -> Any:
-        """Any field by key, as the JSON has it (nested models as dicts)."""
-        data = self.model_dump(mode="json")
-        if key not in data:
-            raise KeyError(key)
-        return data[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.model_dump(mode="json").get(key, default)
-
-
-class Calibration(_Model):
-    """``GET /v1/calibration``: the profiles served (``calibrated=False`` if none).
-
-    ``calibrations``: each profile's artifact summary, promise and scope test;
-    ``skipped``: shipped profiles not served and why. With exactly one profile the server
-    also puts its summary at the top level, kept as extra fields (``model_extra``).
-    ``profiles``: the live verdict per profile and artifact (drift and per-target-risk
-    detail as extras).
-    """
-
-    calibrated: bool
-    calibrations: list[CalibrationProfile] = []
-    skipped: list[str] = []
-    profiles: list[PromiseStatus] = []
-
-
 class Health(_Model):
     """``/healthz`` + ``/readyz``: the process is up; the engine is ready (and why not)."""
 
@@ -240,8 +162,3 @@ class Health(_Model):
     ready: bool
     model: str | None = None
     detail: str | None = None
-
-
-def payload(**fields: Any) -> dict[str, Any]:
-    """A JSON body without the fields left unset (``None``), so server defaults apply."""
-    return {k: v for k, v in fields.items() if v is not None}
