@@ -37,7 +37,7 @@ from service.config import Settings  # noqa: E402
 from service.engine.protocol import ChatMessage, GenParams  # noqa: E402
 from service.labelled.grading import grade_numeric  # noqa: E402
 from service.labelled.ladder import arithmetic_ladder  # noqa: E402
-from service.labelled.metrics import auroc  # noqa: E402
+from service.labelled.quality import auroc  # noqa: E402
 from service.signals.consistency import consistency_stats  # noqa: E402
 from service.signals.normalize import normalize_answer  # noqa: E402
 
@@ -126,7 +126,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--save", type=Path, default=None,
                    help="append the per-question rows (JSONL; a rerun resumes; "
-                        "benchmarks/adaptive_sampling.py reads them)")
+                        "benchmarks/early_stop_sampling.py reads them)")
     p.add_argument("--load", type=Path, default=None, help="read saved rows, no engine")
     p.add_argument("--cache", type=Path, default=None, help="a `candor calibrate` cache, "
                    "no engine (with --dataset, --n, --max-tokens as collected)")

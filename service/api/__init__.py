@@ -1,4 +1,5 @@
-"""HTTP routers (thin: parse, call one function, return a model) and the error mapper."""
+"""HTTP routers (thin: parse, call the runtime, return a model), their middleware,
+principals and error mapper, and the playground page."""
 
 from fastapi import FastAPI
 

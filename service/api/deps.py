@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.config import Settings
 from service.state import CandorState
 
 
@@ -15,9 +14,4 @@ def get_state(request: Request) -> CandorState:
     return state
 
 
-def get_settings_dep(request: Request) -> Settings:
-    return get_state(request).settings
-
-
 StateDep = Annotated[CandorState, Depends(get_state)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -1,6 +1,6 @@
 """The playground: one static page at ``/playground`` (``/`` redirects there).
 
-Plain HTML, CSS and JavaScript shipped inside the package (``service/api/playground/``,
+Plain HTML, CSS and JavaScript shipped inside the package (``service/api/playground_assets/``,
 declared as package data): no build step, no CDN. The page calls the public
 ``POST /v1/answer`` with the caller's API key, so it needs no access of its own; the
 page and its assets are therefore open (``PUBLIC_PATHS``) while the API stays behind
@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-ASSETS = files("service.api") / "playground"
+ASSETS = files("service.api") / "playground_assets"
 STATIC = "/playground/static"
 
 router = APIRouter(include_in_schema=False)
@@ -38,4 +38,4 @@ async def playground() -> HTMLResponse:
 
 def mount_playground(app: FastAPI) -> None:
     app.include_router(router)
-    app.mount(STATIC, StaticFiles(packages=[("service.api", "playground")]), name="playground")
+    app.mount(STATIC, StaticFiles(packages=[("service.api", ASSETS.name)]), name="playground")

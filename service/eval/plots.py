@@ -16,15 +16,15 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from service.calibration.artifact import CalibratedModel  # noqa: E402
 from service.calibration.records import Record  # noqa: E402
 from service.calibration.simulate import decide, replay  # noqa: E402
-from service.cascade.stages import MAX_STAGE, N_STAGES  # noqa: E402
-from service.eval.scores import SIGNALS, signal_scores  # noqa: E402
-from service.labelled import metrics  # noqa: E402
+from service.eval.scores import signal_scores  # noqa: E402
+from service.labelled import quality  # noqa: E402
+from service.vocab import DIRECTIONS, MAX_STAGE, N_STAGES  # noqa: E402
 
 
 def _curves(records: Sequence[Record], model: CalibratedModel | None,
             ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
-    for name in SIGNALS:
+    for name in DIRECTIONS:
         s, y = signal_scores(records, name)
         if len(s) and 0 < y.sum() < len(y):
             out[name] = (s, y)
@@ -40,7 +40,7 @@ def make_plots(records: Sequence[Record], model: CalibratedModel | None, out: Pa
     paths = []
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (s, y) in curves.items():
-        cov, risk = metrics.risk_coverage(s, y)
+        cov, risk = quality.risk_coverage(s, y)
         ax.plot(cov, risk, label=f"{name} (AURC {risk.mean():.3f})", lw=_lw(name))
     ax.set(xlabel="coverage", ylabel="risk (error rate among answered)", title="Risk-coverage")
     ax.legend(fontsize=7)
@@ -49,7 +49,7 @@ def make_plots(records: Sequence[Record], model: CalibratedModel | None, out: Pa
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, (s, y) in curves.items():
         fpr, tpr, _ = roc_curve(y, s)
-        ax.plot(fpr, tpr, label=f"{name} ({metrics.auroc(s, y):.3f})", lw=_lw(name))
+        ax.plot(fpr, tpr, label=f"{name} ({quality.auroc(s, y):.3f})", lw=_lw(name))
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per signal")
     ax.legend(fontsize=7)
@@ -57,13 +57,13 @@ def make_plots(records: Sequence[Record], model: CalibratedModel | None, out: Pa
 
     if "fused" in curves:
         s, y = curves["fused"]
-        bins = metrics.reliability(s, y)
+        bins = quality.reliability(s, y)
         fig, ax = plt.subplots(figsize=(5, 4.5))
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax.scatter([b[0] for b in bins], [b[1] for b in bins], s=[10 + 4 * b[2] for b in bins])
         ax.plot([b[0] for b in bins], [b[1] for b in bins])
         ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-               title=f"Reliability (ECE {metrics.ece(s, y):.3f}; marker size = count)")
+               title=f"Reliability (ECE {quality.ece(s, y):.3f}; marker size = count)")
         paths.append(_save(fig, out / "reliability.png"))
     if model is not None and records:
         rp = replay(records, model)

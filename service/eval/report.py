@@ -17,17 +17,17 @@ from service.calibration.artifact import CalibratedModel
 from service.calibration.build import heldout_metrics, unseen
 from service.calibration.records import Record
 from service.calibration.simulate import decide, replay
-from service.cascade.stages import MAX_STAGE, N_STAGES
 from service.eval.scores import signal_aurocs, signal_scores
-from service.labelled import metrics
+from service.labelled import quality
+from service.vocab import MAX_STAGE, N_STAGES
 
 COVERAGES = (0.25, 0.5, 0.75, 1.0)
 
 
 def selective(conf: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
     return {
-        "aurc": metrics.aurc(conf, correct),
-        "accuracy_at_coverage": {f"{c:g}": metrics.accuracy_at_coverage(conf, correct, c)
+        "aurc": quality.aurc(conf, correct),
+        "accuracy_at_coverage": {f"{c:g}": quality.accuracy_at_coverage(conf, correct, c)
                                  for c in COVERAGES},
     }
 
@@ -74,10 +74,10 @@ def evaluate(records: Sequence[Record], model: CalibratedModel | None) -> dict[s
     if model is not None:
         rp = replay(held, model)
         fused = rp.final()
-        out["ranking"] = ranking(out["auroc"], metrics.auroc(fused, y))
-        out["auroc"]["fused"] = {"auroc": metrics.auroc(fused, y), "n": len(held)}
+        out["ranking"] = ranking(out["auroc"], quality.auroc(fused, y))
+        out["auroc"]["fused"] = {"auroc": quality.auroc(fused, y), "n": len(held)}
         out["selective"]["fused"] = selective(fused, y)
-        out["ece"] = metrics.ece(fused, y)
+        out["ece"] = quality.ece(fused, y)
         out["guarantee"] = heldout_metrics(model, held)["risk"]
         choice = model.policy(None, MAX_STAGE)
         pol, alpha = choice.policy, choice.target_risk

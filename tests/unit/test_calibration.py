@@ -127,7 +127,7 @@ def test_homogeneous_questions_are_fitted_when_the_data_say_they_mean_something(
     stage-0 confidence for them (the uncalibrated rule) and so ranks worse."""
     import dataclasses
 
-    from service.labelled import metrics
+    from service.labelled import quality
 
     def records(n: int, seed: int) -> list:
         out = []
@@ -145,7 +145,7 @@ def test_homogeneous_questions_are_fitted_when_the_data_say_they_mean_something(
         model = CalibratedModel(spec)
         assert model.fits_homogeneous is (mode == "fitted")
         final = replay(held, model).final(1)  # after stage 1 (stage 3's map sees all rows)
-        aucs[mode] = metrics.auroc(final, np.array([r.correct for r in held]))
+        aucs[mode] = quality.auroc(final, np.array([r.correct for r in held]))
         homog = np.array([bool(r.signals["homogeneous"]) for r in held])
         if mode == "fitted":
             assert final[homog].mean() > 0.8, final[homog].mean()

@@ -10,22 +10,22 @@ import pytest
 
 from service.calibration.artifact import CalibratedModel
 from service.eval.report import evaluate, write_report
-from service.labelled import metrics
+from service.labelled import quality
 from tests.unit.calib_synth import synthetic_records
 from tests.unit.test_calibration import make_spec
 
 
 def test_metrics_on_known_cases() -> None:
     y = np.array([1, 1, 0, 0], dtype=bool)
-    assert metrics.auroc(np.array([0.9, 0.8, 0.2, 0.1]), y) == 1.0
-    assert metrics.auroc(np.array([0.1, 0.2, 0.8, 0.9]), y) == 0.0
-    assert metrics.auroc(np.ones(3), np.ones(3, bool)) is None
-    assert metrics.accuracy_at_coverage(np.array([0.9, 0.8, 0.2, 0.1]), y, 0.5) == 1.0
+    assert quality.auroc(np.array([0.9, 0.8, 0.2, 0.1]), y) == 1.0
+    assert quality.auroc(np.array([0.1, 0.2, 0.8, 0.9]), y) == 0.0
+    assert quality.auroc(np.ones(3), np.ones(3, bool)) is None
+    assert quality.accuracy_at_coverage(np.array([0.9, 0.8, 0.2, 0.1]), y, 0.5) == 1.0
     good = np.array([0.9, 0.8, 0.2, 0.1])
-    assert metrics.aurc(good, y) == pytest.approx((0 + 0 + 1 / 3 + 0.5) / 4)
-    assert metrics.ece(np.array([1.0, 1.0, 0.0, 0.0]), y) == 0.0
-    assert metrics.ece(np.full(4, 0.5), y) == pytest.approx(0.0)
-    assert metrics.ece(np.full(4, 0.9), y) == pytest.approx(0.4)
+    assert quality.aurc(good, y) == pytest.approx((0 + 0 + 1 / 3 + 0.5) / 4)
+    assert quality.ece(np.array([1.0, 1.0, 0.0, 0.0]), y) == 0.0
+    assert quality.ece(np.full(4, 0.5), y) == pytest.approx(0.0)
+    assert quality.ece(np.full(4, 0.9), y) == pytest.approx(0.4)
 
 
 def test_evaluate_and_report(tmp_path: Path) -> None:

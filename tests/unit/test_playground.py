@@ -94,7 +94,7 @@ def test_assets_ship_as_package_data() -> None:
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
     patterns = data["tool"]["setuptools"]["package-data"]["service.api"]
     for f in ASSETS.iterdir():
-        assert any(Path("playground", f.name).match(p) for p in patterns), f.name
+        assert any(Path(ASSETS.name, f.name).match(p) for p in patterns), f.name
 
 
 def test_page_is_not_in_the_openapi_schema() -> None:

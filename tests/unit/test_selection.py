@@ -10,7 +10,7 @@ from service.calibration.build import build_artifact
 from service.calibration.fit import fit_signed
 from service.calibration.records import Record
 from service.calibration.simulate import replay
-from service.labelled.metrics import auroc
+from service.labelled.quality import auroc
 from tests.unit.test_calibration import SERVING
 
 

@@ -1,4 +1,4 @@
-"""Held-out metrics of a confidence: small callables over (confidence, correct) arrays.
+"""The quality of a confidence for selective prediction, over (confidence, correct) arrays.
 
 AUROC (does confidence rank right above wrong?), the risk-coverage curve and its
 area (AURC), accuracy at a coverage (answer only the most confident fraction),

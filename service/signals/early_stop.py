@@ -1,4 +1,4 @@
-"""Adaptive stage 1: draw samples in rounds and stop once the agreement is decided.
+"""Early-stopping stage 1 (CANDOR_SAMPLES_ADAPTIVE): draw samples in rounds, stop once decided.
 
 After each round the agreement of the samples with the greedy answer (``a`` of ``k``
 agree) is a Beta(a + 1, k - a + 1) posterior over the agreement rate (uniform prior).

@@ -6,7 +6,7 @@ are i.i.d., so stopping after the first k of them is exactly what adaptive sampl
 with the same rounds would have drawn; the consistency on that prefix is compared
 with the consistency on all N.
 
-    .venv/bin/python benchmarks/adaptive_sampling.py --load runs/bench/ladder-samples.jsonl
+    .venv/bin/python benchmarks/early_stop_sampling.py --load runs/bench/ladder-samples.jsonl
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from service.labelled.metrics import auroc  # noqa: E402
-from service.signals.adaptive import decided, rounds  # noqa: E402
+from service.labelled.quality import auroc  # noqa: E402
+from service.signals.early_stop import decided, rounds  # noqa: E402
 
 
 def adaptive(row: dict[str, Any], round_size: int, confidence: float) -> tuple[float, int]:
