@@ -1,41 +1,15 @@
-"""Structure the design promises: no import cycles (labelled data below calibration and
-eval), one stage registry, and a server that runs maps without scikit-learn's fitting."""
+"""Structure the design promises: layers that import only downward (docs/architecture.md),
+no import cycles, one stage registry and one vocabulary, and a server that runs maps without
+scikit-learn's fitting."""
 
 from __future__ import annotations
 
-import ast
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-SERVICE = REPO / "service"
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path, top_level_only: bool) -> set[str]:
-    tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    out = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for a in node.names:  # `from pkg import submodule` depends on the submodule
-                sub = f"{node.module}.{a.name}"
-                out.add(sub if (REPO / (sub.replace(".", "/") + ".py")).exists() else node.module)
-        elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-    return {m for m in out if m == "service" or m.startswith("service.")}
-
-
-def graph(top_level_only: bool) -> dict[str, set[str]]:
-    mods = {module_name(p): p for p in SERVICE.rglob("*.py")}
-    return {m: {i for i in imports(p, top_level_only) if i in mods and i != m}
-            for m, p in mods.items()}
+from tests.unit.architecture import LAYERS, REPO, SERVICE, graph, imports, layer_of
 
 
 def test_no_module_import_cycles() -> None:
@@ -56,6 +30,34 @@ def test_no_module_import_cycles() -> None:
             visit(m, [])
 
 
+def test_layers_import_only_downward() -> None:
+    g = graph(top_level_only=False)  # lazy (function-level) imports count too
+    upward = [f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
+              for m, deps in sorted(g.items()) for d in sorted(deps)
+              if layer_of(d) > layer_of(m)]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_vocabulary_imports_nothing_of_the_project() -> None:
+    assert imports(SERVICE / "vocab.py", top_level_only=False) == set()
+
+
+def test_the_layer_check_can_fail() -> None:
+    assert layer_of("service.calibration.fit") > layer_of("service.cascade.runner")
+    assert layer_of("service.engine.protocol") < layer_of("service.engine.vllm_local")
+    assert layer_of("service") < layer_of("service.state") < layer_of("service.main")
+
+
+def test_nothing_reads_private_state_across_modules() -> None:
+    """No ``getattr`` on the confidence model (its Protocol declares what is read) and no
+    private memo between the signals and the runner (a signal returns what it found)."""
+    for path in (SERVICE / "cascade").rglob("*.py"):
+        text = path.read_text()
+        assert "getattr(" not in text, path
+    for path in SERVICE.rglob("*.py"):
+        assert not re.search(r"\b_memo\b", path.read_text()), path
+
+
 def test_labelled_data_sits_below_calibration_and_eval() -> None:
     g = graph(top_level_only=False)  # lazy imports count too
     pkg = {m: m.split(".")[1] if m.count(".") else "" for m in g}
@@ -66,12 +68,15 @@ def test_labelled_data_sits_below_calibration_and_eval() -> None:
             assert not (a == "labelled" and b in ("calibration", "eval")), f"{m} imports {d}"
 
 
-def test_one_stage_registry() -> None:
-    """Stage counts and names come from cascade/stages.py, not literals elsewhere."""
+def test_one_vocabulary() -> None:
+    """Stage counts and names, tasks, decisions, abstain reasons and why-no-promise words
+    come from service/vocab.py, not literals elsewhere."""
     literal = re.compile(r'range\(4\)|le=3\b|"0", "1", "2", "3"|N_STAGES = 4|'
-                         r'"token", "consistency", "semantic", "judge"')
+                         r'"token", "consistency", "semantic", "judge"|"auto", "factual"|'
+                         r'"answer", "abstain"|"low_confidence", "hopeless"|'
+                         r'"uncalibrated", "unsupported"')
     for path in SERVICE.rglob("*.py"):
-        if path.name == "stages.py":
+        if path.name == "vocab.py":
             continue
         hits = [ln for ln in path.read_text().splitlines() if literal.search(ln)]
         assert not hits, f"{path.relative_to(REPO)}: {hits}"
