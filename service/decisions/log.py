@@ -74,10 +74,6 @@ class DecisionLog:
         self._thread.start()
 
     @property
-    def path(self) -> Path | None:
-        return getattr(self._store, "path", None)
-
-    @property
     def healthy(self) -> bool:
         return self.last_error is None
 

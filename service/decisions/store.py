@@ -48,7 +48,7 @@ class DecisionStore(ABC):
     def audit_counts(self, current_rate: float = 0.0) -> list[AuditCounts]:
         """Every promise's running sums over its audited decisions (decisions, abstentions,
         labelled answered, wrong answered), thinned to the lowest positive audit rate its
-        decisions were served at and ``current_rate`` (``decision_records.thinned_counts``:
+        decisions were served at and ``current_rate`` (``records.thinned_counts``:
         a uniform sample even when the rate changed between restarts)."""
         raise NotImplementedError(f"{type(self).__name__} does not rebuild live monitors")
 
