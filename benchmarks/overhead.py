@@ -1,8 +1,9 @@
 """Overhead of Candor's stage 0 over raw vLLM greedy generation (issue 3), and of the
 scope test over stage 0 without it (issue 20).
 
-One process, one engine: raw ``AsyncLLM.generate`` (same token ids, same
-SamplingParams: greedy, top-5 logprobs) vs ``POST /v1/answer`` with
+One process, one engine: raw ``AsyncLLM.generate`` (the same prompt Candor sends, math
+instruction included, the same SamplingParams: greedy, top-5 logprobs) vs
+``POST /v1/answer`` under the default admission with
 ``max_stage=0`` through uvicorn on loopback, on the same 32 questions, at
 concurrency 1 and 8: once on a server without calibration (no scope test) and once
 on one serving the shipped profiles with the embedding model loaded (every request
@@ -26,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from benchmarks._common import Run, serve_in_process, start_engine, timed  # noqa: E402
+from service.cascade.providers import with_instruction  # noqa: E402
 from service.config import Settings  # noqa: E402
+from service.signals.normalize import resolve_task  # noqa: E402
 
 QUESTIONS = [f"What is {a} + {b}?" for a, b in zip(range(1, 17), range(9, 1, -1), strict=False)]
 QUESTIONS += [f"What is {a} * {b}?" for a, b in zip(range(2, 18), range(3, 19), strict=False)]
@@ -39,7 +42,7 @@ async def main(max_tokens: int, rounds: int) -> None:
 
     from service.signals.embedder import Embedder
 
-    settings = Settings(top_logprobs=5, max_inflight=64, admission="fixed", calibration="none")
+    settings = Settings(top_logprobs=5, calibration="none")  # the default admission
     engine = await start_engine(settings)
     served = await serve_in_process(settings, engine)
     scoped = await serve_in_process(settings.model_copy(update={"calibration": "builtin"}),
@@ -49,8 +52,10 @@ async def main(max_tokens: int, rounds: int) -> None:
     counter = iter(range(10**9))
 
     async def raw(q: str) -> int:
-        # tokenized afresh each call (the engine caches prompt ids; a raw caller has none)
-        ids = list(engine._encode_uncached((("user", q),)))
+        # the prompt Candor sends (the math instruction appended), tokenized afresh each
+        # call (the engine caches prompt ids; a raw caller has none)
+        prompt = with_instruction(q, resolve_task("auto", q), settings.math_instruction)
+        ids = list(engine._encode_uncached((("user", prompt),)))
         final = None
         async for out in engine._llm.generate({"prompt_token_ids": ids}, sp,
                                               f"raw-{next(counter)}"):

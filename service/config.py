@@ -118,15 +118,25 @@ class Settings(BaseSettings):
         "is `holding` rather than `unverified`.")
     drift_window: int = Field(default=500, ge=2, description="Recent decisions in the drift "
                               "window (PSI reported once it is half full).")
+    monitor_refresh_s: float = Field(
+        default=10.0, gt=0, description="A decision log shared by replicas (PostgreSQL): "
+        "every this many seconds each replica re-reads what all of them committed, so every "
+        "replica reports the same verdicts within one interval (GET /v1/calibration -> "
+        "monitors).")
 
     # --- reliability and security -------------------------------------------------------
-    max_inflight: int = Field(default=32, ge=1, description="Hard ceiling on admitted "
-                              "requests (per pool: answers, score).")
-    admission: Literal["adaptive", "fixed"] = Field(
-        default="adaptive", description="adaptive: a latency-driven limit under the ceiling "
-        "(service/admission.py); fixed: max_inflight only.")
-    admission_initial_limit: int = Field(default=4, ge=1, description="Where the adaptive "
-                                         "limit starts (it grows while latency stays flat).")
+    max_inflight: int = Field(default=32, ge=1, description="Requests in flight at once in "
+                              "the score pool, and in the answers pool under admission=fixed.")
+    admission: Literal["queue", "fixed"] = Field(
+        default="queue", description="queue: a bounded wait queue in front of the engine, "
+        "in sequences, escalations first (service/admission/queue.py); fixed: "
+        "max_inflight cascades, 429 beyond. `adaptive` (the old default) means queue.")
+    engine_sequences: int = Field(
+        default=32, ge=1, description="Sequences Candor runs in the engine at once (a greedy "
+        "pass is 1, a sampling stage its n); more wait in the queue.")
+    queue_max: int = Field(
+        default=64, ge=1, description="Admitted requests waiting for their first engine call, "
+        "at most; a request beyond gets 429 + Retry-After.")
     max_inflight_feedback: int = Field(
         default=8, ge=1, description="Labels (POST /v1/feedback) admitted at once, a fixed "
         "pool of their own: a flood of labels gets 429 + Retry-After beyond it instead of "
@@ -168,6 +178,11 @@ class Settings(BaseSettings):
     engine_watchdog_s: float = Field(default=5.0, ge=0, description="0 disables the watchdog.")
     engine_exit_grace_s: float = Field(default=5.0, ge=0)
     exit_on_engine_failure: bool = True
+
+    @field_validator("admission", mode="before")
+    @classmethod
+    def _old_admission(cls, value: object) -> object:
+        return "queue" if value == "adaptive" else value
 
     @field_validator("calibration", mode="before")
     @classmethod

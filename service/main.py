@@ -81,6 +81,8 @@ def create_app(
                 DecisionLog, target, log_text=settings.log_text,
                 retention_days=settings.log_retention_days, metrics=state.metrics)
         await state.restore_monitoring()  # a restart loses no committed label
+        refresh = (asyncio.create_task(state.monitor_refresh.run())  # a shared log's
+                   if state.monitor_refresh is not None else None)
         hup = install_sighup(state)
         watch = None
         if engine is None and settings.engine == "local" and settings.engine_watchdog_s > 0:
@@ -96,7 +98,7 @@ def create_app(
         finally:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            for t in (task, watch):
+            for t in (task, watch, refresh):
                 if t is not None and not t.done():
                     t.cancel()
             if state.decision_log is not None:  # flush what is queued

@@ -113,6 +113,24 @@ class Metrics:
             "feedback).",
             ["pool"], registry=r,
         )
+        self.engine_sequences = Gauge(
+            "candor_engine_sequences", "Candor's own engine sequences: running, or waiting "
+            "in the admission queue (a greedy pass is 1, a sampling stage its n).",
+            ["state"], registry=r,
+        )
+        self.queue_pending = Gauge(
+            "candor_queue_pending", "Admitted requests waiting for their first engine call.",
+            registry=r,
+        )
+        self.engine_drain = Gauge(
+            "candor_engine_drain_rate", "Measured engine drain rate (sequences per second) "
+            "the admission queue estimates waits with (0: not measured yet).", registry=r,
+        )
+        self.queue_wait = Histogram(
+            "candor_queue_wait_seconds", "How long an admitted request waited for its first "
+            "engine call.", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
         self.decision_log_errors = Counter(
             "candor_decision_log_errors", "Decision log batches that failed to commit.",
             registry=r,
@@ -170,6 +188,9 @@ class Metrics:
         self.drift_window = Gauge(
             "candor_drift_window", "Decisions in the drift window.", ["profile", "calibration_id"],
             registry=r)
+        self.monitor_refresh_errors = Counter(
+            "candor_monitor_refresh_errors", "Failed reads of a shared decision log by the "
+            "live monitors' refresh (retried every CANDOR_MONITOR_REFRESH_S).", registry=r)
         self.reloads = Counter(
             "candor_calibration_reloads", "Calibration reloads by outcome (ok|rejected).",
             ["outcome"], registry=r)

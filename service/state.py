@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from service import schemas
-from service.admission import Limiter, admission_pools
+from service.admission import EngineQueue, Limiter, admission_pools, engine_queue, gate
+from service.admission.gate import admitted
 from service.calibration.artifact import CalibratedModel
 from service.calibration.pinning import ServingSettings, serving_settings
 from service.calibration.profiles import parse_sources, screen
+from service.cascade.plan import budget_ms_for
 from service.cascade.profiles import Profiles
 from service.cascade.providers import EarlyStopSampling, OnDelta, Providers
 from service.cascade.runner import Answered, Cascade
@@ -25,6 +29,8 @@ from service.engine.protocol import EngineClient
 from service.errors import BadRequest, CalibrationError, CandorError, EngineUnavailable, NotFound
 from service.metrics import Metrics
 from service.monitoring.hub import Monitoring
+from service.monitoring.ledger import AuditLedger
+from service.monitoring.refresh import MonitorRefresher
 from service.reload import load_calibration, pin_check, reload_reply, validate_reload
 from service.signals.base import ContextProviders, Entailer, TextEncoder
 
@@ -44,14 +50,17 @@ class CandorState:
     cascade: Cascade | None = None
     decision_log: DecisionLog | None = None
     monitoring: Monitoring | None = None
+    monitor_refresh: MonitorRefresher | None = None  # a shared log: the monitors' source
     base_settings: Settings | None = None  # before the artifacts' pins (a reload re-pins)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     limiters: dict[str, Limiter] = field(default_factory=dict)
+    queue: EngineQueue | None = None  # the engine queue (None: CANDOR_ADMISSION=fixed)
 
     def __post_init__(self) -> None:
         if not self.limiters:
             self.limiters = admission_pools(self.settings, self.metrics)
+            self.queue = engine_queue(self.settings, self.metrics)
 
     @property
     def inflight(self) -> int:
@@ -84,7 +93,8 @@ class CandorState:
         self._check_template(engine.chat_template_hash)
         self.engine, self.embedder, self.nli = engine, embedder, nli
         providers = Providers(
-            engine=engine, top_logprobs=s.top_logprobs, samples_n=s.samples_n,
+            engine=gate(engine, self.queue, self.metrics), top_logprobs=s.top_logprobs,
+            samples_n=s.samples_n,
             sample_temperature=s.sample_temperature, sample_max_tokens=s.sample_max_tokens,
             max_model_len=s.max_model_len, max_question_chars=s.max_question_chars,
             early_stop=EarlyStopSampling(s.samples_round, s.samples_confidence)
@@ -133,7 +143,7 @@ class CandorState:
                      on_delta: OnDelta | None = None) -> Answered:
         cascade = self._require_cascade()
         t0 = time.perf_counter()
-        async with self.limiters["answers"].slot():
+        async with self.limiters["answers"].slot(), self._admitted(req):
             out = await cascade.answer(req, on_delta)
         resp = out.response
         self.metrics.observe_answer(endpoint, resp, time.perf_counter() - t0)
@@ -142,6 +152,15 @@ class CandorState:
         if self.decision_log is not None:  # queued; the writer thread does the I/O
             self.decision_log.record(resp, req, endpoint, self.serving(), out.plan.max_tokens)
         return out
+
+    def _admitted(self, req: schemas.AnswerRequest) -> AbstractAsyncContextManager[object]:
+        """The engine queue's admission of ``req`` (a 429 when it cannot be served in its
+        budget); nothing more under fixed admission (the answers pool is the limit)."""
+        if self.queue is None:
+            return contextlib.nullcontext()
+        max_stage = min(self.settings.max_stage, req.policy.max_stage
+                        if req.policy.max_stage is not None else self.settings.max_stage)
+        return admitted(self.queue, budget_ms_for(req, self.settings) / 1000.0, max_stage)
 
     async def score(self, req: schemas.ScoreRequest) -> schemas.ScoreResponse:
         limit = self.settings.max_score_samples
@@ -184,15 +203,20 @@ class CandorState:
 
     # -- live monitoring and hot reload --------------------------------------------------------
     async def restore_monitoring(self) -> None:
-        """Rebuild the monitors from the decision log (startup: a restart loses nothing)."""
+        """Rebuild the monitors from the decision log (startup: a restart loses nothing).
+        A log shared by replicas is the monitors' only source: read in full now, then
+        refreshed by ``monitor_refresh`` every ``CANDOR_MONITOR_REFRESH_S`` (the lifespan
+        runs it; ``monitoring/refresh.py``)."""
         dlog = self.decision_log
         if self.monitoring is None or dlog is None:
             return
-        if not dlog.restores_monitors:
-            from service.decisions.store import redact
-
-            log.warning("live monitors start empty: a shared decision log (%s) does not "
-                        "rebuild them; each replica counts what it sees", redact(dlog.url))
+        if dlog.shared:
+            s = self.settings
+            self.monitoring.from_log = True
+            self.monitor_refresh = MonitorRefresher(
+                dlog, self.monitoring, AuditLedger(s.audit_rate, dlog.retention_s),
+                self.metrics, s.monitor_refresh_s, s.drift_window)
+            await self.monitor_refresh.refresh()  # a failure is logged; retried next interval
             return
         counts = await asyncio.to_thread(dlog.audit_counts, self.settings.audit_rate)
         recent = []

@@ -34,6 +34,10 @@ NO_PROMISE: tuple[NoPromise, ...] = get_args(NoPromise)
 # The live promise monitors' verdict on a promise (``GET /v1/calibration``, alerts).
 Verdict = Literal["unverified", "holding", "breached"]
 
+# Where a replica's live monitors take their state from: the decision log shared by every
+# replica (refreshed periodically) or this process's own decisions and labels.
+MonitorSource = Literal["shared_log", "local"]
+
 
 def no_promise(word: NoPromise, prose: str) -> str:
     """A ``CalibrationRef.reason``: the machine-readable word, then why, for a person."""
@@ -50,6 +54,7 @@ class StageSpec:
     conf_key: str  # the feature holding this stage's own (uncalibrated) confidence
     sampling: bool = False  # reads the samples: uninformative when they are homogeneous
     optional: bool = False  # may have nothing to say (no context, no P(True)): then skipped
+    engine_pass: bool = True  # one engine call of its own (admission budgets its time)
 
 
 STAGES: tuple[StageSpec, ...] = (
@@ -59,7 +64,8 @@ STAGES: tuple[StageSpec, ...] = (
               ("consistency", "n_clusters", "homogeneous", "samples_drawn"), "conf_consistency",
               sampling=True),
     StageSpec(2, "semantic", "embeddings (or NLI) of N+1 answers",
-              ("semantic_entropy", "mean_similarity"), "conf_semantic", sampling=True),
+              ("semantic_entropy", "mean_similarity"), "conf_semantic", sampling=True,
+              engine_pass=False),
     StageSpec(3, "judge", "one extra 1-token pass; NLI/embedding of the context",
               ("p_true", "context_support"), "conf_judge", optional=True),
 )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 
 from service.api.deps import StateDep
 from service.api.errors import documented_errors
 from service.calibration.served import CalibrationResponse
+from service.monitoring.refresh import freshness
 
 router = APIRouter(prefix="/v1", tags=["calibration"], responses=documented_errors())
 
@@ -24,13 +27,15 @@ async def calibration(state: StateDep) -> CalibrationResponse:
     covers, delta and the supported target risks), which shipped profiles are not served
     and why (`skipped`), and per profile and artifact the live watch (`profiles`):
     labelled audited answers, the realised risk with anytime-valid bounds, the verdict
-    (unverified | holding | breached), the abstention rate and input drift. With exactly
-    one profile its description is also at the top level."""
+    (unverified | holding | breached), the abstention rate and input drift, and how fresh
+    this replica's view of it is (`monitors`). With exactly one profile its description
+    is also at the top level."""
     profiles = state.profiles
     described = [m.describe() for m in profiles.models.values()]
     common = {"serving": state.serving().model_dump(), "calibrations": described,
               "skipped": list(profiles.skipped),
-              "profiles": state.monitoring.report() if state.monitoring is not None else []}
+              "profiles": state.monitoring.report() if state.monitoring is not None else [],
+              "monitors": freshness(state.monitor_refresh, time.time())}
     if len(described) == 1:
         return CalibrationResponse.model_validate({**described[0], **common})
     if described:

@@ -16,7 +16,7 @@ from pydantic import MISSING, BaseModel, Field
 from service.calibration.artifact import Labels, ThresholdEntry
 from service.calibration.pinning import ServingSettings
 from service.calibration.scope import Component
-from service.vocab import Verdict
+from service.vocab import MonitorSource, Verdict
 
 
 class CalibrationMap(BaseModel):
@@ -149,6 +149,22 @@ class PromiseStatus(BaseModel):
     drift: DriftReport | None = Field(description="null: inactive, or no drift reference.")
 
 
+class MonitorFreshness(BaseModel):
+    """How fresh this replica's view of the live monitors (``profiles``) is."""
+
+    source: MonitorSource = Field(
+        description="shared_log: taken from the decision log every replica shares, "
+        "refreshed every refresh_interval_s (replicas agree within one interval); local: "
+        "this replica's own decisions and labels, counted as they happen.")
+    refresh_interval_s: float | None = Field(description="shared_log: CANDOR_MONITOR_REFRESH_S.")
+    refreshed_at: float | None = Field(
+        description="shared_log: unix time of the last successful read; the monitors hold "
+        "every label committed before it. null: not read yet.")
+    age_s: float | None = Field(description="Seconds since refreshed_at.")
+    errors: int = Field(description="Failed reads of the shared log since startup.")
+    last_error: str | None = Field(description="The last read's error, while it fails.")
+
+
 class CalibrationResponse(BaseModel):
     """``GET /v1/calibration``. With exactly one profile, its ``CalibrationProfile`` fields
     are also at the top level; several: ``message`` says how requests are routed; none:
@@ -183,6 +199,7 @@ class CalibrationResponse(BaseModel):
     skipped: list[str] = Field(description="Shipped profiles not served, and why.")
     profiles: list[PromiseStatus] = Field(
         description="The live watch per profile and artifact (replaced artifacts included).")
+    monitors: MonitorFreshness = Field(description="Where profiles comes from, how fresh.")
     message: str | MISSING = Field(default=MISSING,
                                    description="Several profiles, or none: what that means.")
     answer_threshold: float | MISSING = Field(

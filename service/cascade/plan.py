@@ -103,6 +103,11 @@ def choose_policy(req: schemas.AnswerRequest, decide_at: int, max_tokens: int,
     return PolicyChoice(policy, risk, why)
 
 
+def budget_ms_for(req: schemas.AnswerRequest, settings: Settings) -> int:
+    """The request's budget: its own ``budget_ms``, at most ``CANDOR_MAX_BUDGET_MS``."""
+    return min(req.policy.budget_ms or settings.max_budget_ms, settings.max_budget_ms)
+
+
 def make_plan(req: schemas.AnswerRequest, route: routing.Route, settings: Settings,
               follow_pins: bool, n_stages: int) -> Plan:
     """The request's plan, from the route routing chose (``routing.route``)."""
@@ -116,7 +121,7 @@ def make_plan(req: schemas.AnswerRequest, route: routing.Route, settings: Settin
     choice = choose_policy(req, bounds.decide_at, max_tokens, model)
     if route.untested is not None and choice.target_risk is not None:
         choice = PolicyChoice(choice.policy, None, route.untested)
-    budget_ms = min(req.policy.budget_ms or settings.max_budget_ms, settings.max_budget_ms)
+    budget_ms = budget_ms_for(req, settings)
     question = with_instruction(req.question, route.task, settings.math_instruction or None)
     return Plan(
         rid=rid, route=route, choice=choice, max_tokens=max_tokens, stages=bounds,

@@ -11,8 +11,8 @@ cut). Decision rows still in the queue when the process is killed are lost; that
 bounded by the queue and documented.
 
 No raw question or answer text is stored unless ``log_text`` is set. ``audit_counts`` and
-``recent_decisions`` are the read side for rebuilding the live monitors at startup (a
-SQLite log: ``restores_monitors``); ``table.labelled_entries`` the one for recalibration.
+``recent_decisions`` rebuild the live monitors at startup, ``audit_changes`` refreshes them
+from a ``shared`` log (``monitoring/refresh.py``); ``table.labelled_entries`` recalibrates.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 from service import schemas
 from service.calibration.pinning import ServingSettings, system_hash
-from service.decisions.records import AuditCounts, LabelledDecision, RecentDecision
+from service.decisions.records import AuditCounts, AuditRead, LabelledDecision, RecentDecision
 from service.decisions.store import DecisionStore, Label, redact
 from service.decisions.table import COLUMNS, LABEL_COLUMNS, open_store
 from service.errors import DeadlineExceeded, EngineUnavailable
@@ -79,10 +79,10 @@ class DecisionLog:
 
     # -- read side (blocking: call from a worker thread) --------------------------------------
     @property
-    def restores_monitors(self) -> bool:
-        """Whether ``audit_counts`` and ``recent_decisions`` can rebuild the live monitors
-        (SQLite; a PostgreSQL log is shared by replicas, whose monitors start empty)."""
-        return self._store.restores_monitors
+    def shared(self) -> bool:
+        """Whether other replicas write here too (PostgreSQL): the live monitors then take
+        their state from the log (``audit_changes``), refreshed periodically."""
+        return self._store.shared
 
     def audit_counts(self, current_rate: float = 0.0) -> list[AuditCounts]:
         """Every promise's running sums, thinned to one audit rate
@@ -92,6 +92,10 @@ class DecisionLog:
     def recent_decisions(self, calibration_id: str, limit: int) -> list[RecentDecision]:
         """The last ``limit`` decisions of one artifact, oldest first (the drift window)."""
         return self._store.recent_decisions(calibration_id, limit)
+
+    def audit_changes(self, since: str | None) -> AuditRead:
+        """A shared log: what was committed since the read that returned ``since``."""
+        return self._store.audit_changes(since)
 
     # -- request side (event loop) -----------------------------------------------------------
     def record(self, resp: schemas.AnswerResponse, req: schemas.AnswerRequest,

@@ -6,7 +6,10 @@ them from its rows) and their consumer (``monitoring/hub.py`` counts them):
 - ``LabelledDecision``: a committed label and the decision it labelled (the feedback
   path, ``DecisionLog.feedback``);
 - ``AuditCounts``: one promise's running sums over its audited decisions, thinned to one
-  audit rate (``thinned_counts``: the maths of ``service/audit.py``, pure);
+  audit rate (``thinned_counts``: the maths of ``service/audit.py``, pure; ``contribution``:
+  one decision's share of them);
+- ``AuditedRow`` and ``AuditRead``: audited decisions as read from the log, in full or (a
+  shared log) those committed since the previous read (``monitoring/ledger.py`` sums them);
 - ``RecentDecision``: one logged decision as the drift window needs it
   (``recent_decision``).
 
@@ -20,7 +23,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from service.audit import common_rate, kept
 
@@ -67,25 +70,59 @@ class RecentDecision:
     signals: dict[str, float] | None = None  # the raw signals logged with it
 
 
-def thinned_counts(lowest: dict[PromiseId, float],
-                   audited: Iterable[tuple[str, str, float, str, float | None, str | None,
-                                           int | None]],
+class AuditedRow(NamedTuple):
+    """One audited decision with a promise, as stored (``label``: 1 correct, 0 wrong,
+    None unlabelled; ``ts``: when it was decided)."""
+
+    profile: str
+    calibration_id: str
+    target_risk: float
+    id: str
+    audit_rate: float | None
+    decision: str | None
+    label: int | None
+    ts: float
+
+    @property
+    def promise(self) -> PromiseId:
+        return (self.profile, self.calibration_id, float(self.target_risk))
+
+
+@dataclass(frozen=True)
+class AuditRead:
+    """One read of the audit sample: the lowest positive audit rate per promise among the
+    decisions read (audited or not), the audited decisions read, and ``snapshot``, where
+    the next read of a shared log starts (``PostgresStore.audit_changes``)."""
+
+    lowest: dict[PromiseId, float]
+    audited: list[AuditedRow]
+    snapshot: str
+
+
+Sums = tuple[int, int, int, int]  # decisions, abstained, labelled answered, wrong answered
+
+
+def contribution(row: AuditedRow, common: float | None) -> Sums:
+    """What one audited decision adds to its promise's sums when they are thinned to
+    ``common`` (nothing when the thinning drops it: ``service/audit.py``)."""
+    if not kept(row.id, row.audit_rate, common):
+        return (0, 0, 0, 0)
+    answered = row.decision == "answer"
+    return (1, int(row.decision == "abstain"), int(answered and row.label is not None),
+            int(answered and row.label == 0))
+
+
+def thinned_counts(lowest: dict[PromiseId, float], audited: Iterable[AuditedRow],
                    current_rate: float = 0.0) -> list[AuditCounts]:
     """Each promise's sums over its audited decisions, thinned to the lowest positive audit
     rate among its decisions (``lowest``) and ``current_rate`` (the server's, for what
-    comes next). ``audited``: (profile, artifact id, target risk, id, audit rate, decision,
-    label) of every audited decision with a promise."""
+    comes next). ``audited``: every audited decision with a promise."""
     sums: dict[PromiseId, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     common = {key: common_rate([rate, current_rate]) for key, rate in lowest.items()}
-    for p, c, t, rid, rate, decision, label in audited:
-        key = (p, c, float(t))
-        if not kept(rid, rate, common.get(key)):
-            continue
-        s = sums[key]
-        s[0] += 1
-        s[1] += decision == "abstain"
-        s[2] += decision == "answer" and label is not None
-        s[3] += decision == "answer" and label == 0
+    for row in audited:
+        s = sums[row.promise]
+        for i, v in enumerate(contribution(row, common.get(row.promise))):
+            s[i] += v
     return [AuditCounts(p, c, t, n, a, lab, e, common[(p, c, t)])
             for (p, c, t) in sorted(common) for n, a, lab, e in [sums[(p, c, t)]]]
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from service.decisions.records import (
     AuditCounts,
+    AuditedRow,
     LabelledDecision,
     RecentDecision,
     recent_decision,
@@ -28,7 +29,7 @@ SELECT profile, calibration_id, target_risk, MIN(audit_rate) FROM decisions
 WHERE {_PROMISE} AND audit_rate > 0 GROUP BY profile, calibration_id, target_risk
 """
 _AUDITED = f"""
-SELECT profile, calibration_id, target_risk, id, audit_rate, decision, label
+SELECT profile, calibration_id, target_risk, id, audit_rate, decision, label, ts
 FROM decisions WHERE audit = 1 AND {_PROMISE}
 """
 _RECENT = """
@@ -38,8 +39,6 @@ WHERE calibration_id = ? ORDER BY ts DESC LIMIT ?
 
 
 class SqliteStore(DecisionStore):
-    restores_monitors = True
-
     def __init__(self, path: Path, columns: tuple[tuple[str, str], ...],
                  label_columns: tuple[str, ...], readonly: bool = False) -> None:
         super().__init__(columns, label_columns)
@@ -99,7 +98,8 @@ class SqliteStore(DecisionStore):
 
     def audit_counts(self, current_rate: float = 0.0) -> list[AuditCounts]:
         lowest = {(p, c, float(t)): r for p, c, t, r in self._read(_RATES)}
-        return thinned_counts(lowest, self._read(_AUDITED), current_rate)
+        audited = [AuditedRow(*row) for row in self._read(_AUDITED)]
+        return thinned_counts(lowest, audited, current_rate)
 
     def recent_decisions(self, calibration_id: str, limit: int) -> list[RecentDecision]:
         rows = self._read(_RECENT, (calibration_id, limit))

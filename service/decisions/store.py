@@ -3,8 +3,9 @@
 replica); ``log.open_store`` picks one from the URL.
 
 The table comes from the one ``COLUMNS`` list in ``log.py``; each dialect only maps its
-types and its upsert. A store is used by one writer thread at a time (plus ``labelled``
-from the read side), and builds the records of ``records.py`` from its rows.
+types and its upsert. A store is used by one writer thread at a time (plus its reads:
+``labelled``, and what rebuilds the live monitors), and builds the records of
+``records.py`` from its rows.
 
 Durability: SQLite runs WAL with ``synchronous=FULL``; PostgreSQL commits with its default
 ``synchronous_commit=on`` (the WAL is flushed before COMMIT returns). Either way a write
@@ -18,7 +19,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from service.decisions.records import AuditCounts, LabelledDecision, RecentDecision
+from service.decisions.records import AuditCounts, AuditRead, LabelledDecision, RecentDecision
 
 Row = dict[str, Any]
 Label = tuple[str, bool, str]  # (answer id, correct, labeller)
@@ -26,7 +27,6 @@ Label = tuple[str, bool, str]  # (answer id, correct, labeller)
 
 class DecisionStore(ABC):
     shared = False  # True: other replicas write here too (feedback may precede the row)
-    restores_monitors = False  # True: ``audit_counts`` and ``recent_decisions`` read it
 
     def __init__(self, columns: tuple[tuple[str, str], ...], label_columns: tuple[str, ...]):
         self.columns = columns
@@ -45,16 +45,21 @@ class DecisionStore(ABC):
     def labelled(self) -> list[Row]:
         """Labelled decisions, oldest first, as stored (JSON columns still text)."""
 
+    @abstractmethod
     def audit_counts(self, current_rate: float = 0.0) -> list[AuditCounts]:
         """Every promise's running sums over its audited decisions (decisions, abstentions,
         labelled answered, wrong answered), thinned to the lowest positive audit rate its
         decisions were served at and ``current_rate`` (``records.thinned_counts``:
         a uniform sample even when the rate changed between restarts)."""
-        raise NotImplementedError(f"{type(self).__name__} does not rebuild live monitors")
 
+    @abstractmethod
     def recent_decisions(self, calibration_id: str, limit: int) -> list[RecentDecision]:
         """The last ``limit`` decisions of one artifact, oldest first (the drift window)."""
-        raise NotImplementedError(f"{type(self).__name__} does not rebuild live monitors")
+
+    def audit_changes(self, since: str | None) -> AuditRead:
+        """A shared store: the audited decisions committed or relabelled since the read
+        that returned ``since`` (None: all of them)."""
+        raise NotImplementedError(f"{type(self).__name__} is not shared by replicas")
 
     @abstractmethod
     def close(self) -> None: ...
@@ -64,14 +69,15 @@ LABELLED = ("audit", "audit_rate", "decision", "target_risk", "calibration_id", 
             "label")
 
 
-def _label(cur: Any, ph: str, label: Label) -> LabelledDecision | None:
-    """Label one decision: the label and what it labelled, or None for an unknown id."""
+def _label(cur: Any, ph: str, label: Label, touch: str = "") -> LabelledDecision | None:
+    """Label one decision: the label and what it labelled, or None for an unknown id
+    (``touch``: more assignments for the UPDATE, e.g. a shared store's change marker)."""
     rid, correct, labeller = label
     row = cur.execute(f"SELECT {', '.join(LABELLED)} FROM decisions WHERE id = {ph}",
                       (rid,)).fetchone()
     if row is None:
         return None
-    cur.execute(f"UPDATE decisions SET label = {ph}, label_ts = {ph}, labeller = {ph} "
+    cur.execute(f"UPDATE decisions SET label = {ph}, label_ts = {ph}, labeller = {ph}{touch} "
                 f"WHERE id = {ph}", (int(correct), time.time(), labeller, rid))
     audit, audit_rate, decision, target_risk, calibration_id, profile, previous = row
     return LabelledDecision(rid, bool(audit), audit_rate, decision, target_risk,

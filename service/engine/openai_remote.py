@@ -31,9 +31,11 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity import wait_exponential_jitter as jitter
 
+from service.engine.load import combine, parse_load
 from service.engine.protocol import (
     ChatMessage,
     Completion,
+    EngineLoad,
     Generation,
     GenParams,
     TextDelta,
@@ -223,6 +225,18 @@ class OpenAIRemoteEngine:
             alive = False
         up.down_until = 0.0 if alive else self._clock() + self.eject_s
         return alive
+
+    async def load(self) -> EngineLoad | None:
+        """The servers' own load (``load.parse_load`` of each one's ``/metrics``), summed:
+        they may serve other clients too. None when none answers; never raises."""
+        return combine(list(await asyncio.gather(*(self._load(up) for up in self.upstreams))))
+
+    async def _load(self, up: Upstream) -> EngineLoad | None:
+        try:
+            r = await self._client.get(up.url + "/metrics", timeout=self.connect_timeout_s)
+        except httpx.HTTPError:
+            return None
+        return parse_load(r.text) if r.status_code == 200 else None
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -66,6 +66,25 @@ class TextDelta:
     prompt_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class EngineLoad:
+    """What the engine itself reports running and waiting (sequences, every client's),
+    and the share of its KV cache in use (0-1)."""
+
+    running: int
+    waiting: int
+    kv_cache_usage: float = 0.0
+
+
+@runtime_checkable
+class ReportsLoad(Protocol):
+    """An engine shared with other clients, whose load Candor's own count cannot see."""
+
+    async def load(self) -> EngineLoad | None:
+        """The engine's load now; None when it cannot be read (never raises)."""
+        ...
+
+
 @runtime_checkable
 class EngineClient(Protocol):
     """What the cascade needs from a model server."""

@@ -3,16 +3,18 @@
 ``Monitoring`` is fed by the request path (every decision: ``observe_decision``) and the
 feedback path (every committed label: ``observe_label``), and rebuilt from the decision
 log at startup (``restore``, from ``DecisionLog.audit_counts`` and ``recent_decisions``),
-so a restart loses nothing that was committed. Promise monitors are kept for every
-artifact seen (labels on decisions of a replaced artifact still count for it); gauges and
-drift cover the active artifact of each profile.
+so a restart loses nothing that was committed. Behind a log shared by replicas
+(``from_log``) it counts nothing itself: ``refresh.py`` sets it from the log, which holds
+every replica's decisions and labels (this one's included). Promise monitors are kept for
+every artifact seen (labels on decisions of a replaced artifact still count for it);
+gauges and drift cover the active artifact of each profile.
 Everything runs on the event loop and is O(1) per event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from service import schemas
@@ -61,6 +63,7 @@ class Monitoring:
     window: int = DEFAULT_WINDOW
     promises: dict[PromiseKey, PromiseMonitor] = field(default_factory=dict)
     active: dict[str, Active] = field(default_factory=dict)
+    from_log: bool = False  # a shared log: state from ``restore`` only, never from events
 
     # -- artifacts ---------------------------------------------------------------------------
     def activate(self, models: Iterable[object]) -> None:
@@ -95,7 +98,7 @@ class Monitoring:
     # -- events ------------------------------------------------------------------------------
     def observe_decision(self, resp: schemas.AnswerResponse) -> None:
         cal = resp.calibration
-        if cal.id is None or cal.profile is None:
+        if self.from_log or cal.id is None or cal.profile is None:
             return
         if resp.audit and cal.target_risk is not None:
             mon = self._promise(cal.profile, cal.id, cal.target_risk)
@@ -118,8 +121,9 @@ class Monitoring:
     def observe_label(self, row: LabelledDecision) -> None:
         """A committed label: counts when it is an answered audited decision with a promise,
         kept in the monitor's uniform sample (``service/audit.py``)."""
-        if not (row.audit and row.decision == "answer" and row.target_risk is not None
-                and row.calibration_id and row.profile):
+        if self.from_log or not (row.audit and row.decision == "answer"
+                                 and row.target_risk is not None
+                                 and row.calibration_id and row.profile):
             return
         mon = self._promise(row.profile, row.calibration_id, row.target_risk)
         if kept(row.id, row.audit_rate, mon.common_rate):
@@ -127,14 +131,18 @@ class Monitoring:
             self._publish_one(mon)
 
     def restore(self, counts: list[AuditCounts], recent: list[RecentDecision]) -> None:
-        """Rebuild from the decision log (``DecisionLog.audit_counts`` and
-        ``recent_decisions``): running sums and the active artifact's drift window, oldest
-        decision first."""
+        """Set from the decision log (``DecisionLog.audit_counts`` and
+        ``recent_decisions``): the running sums of the promises in ``counts``, and every
+        active artifact's drift window, replaced by its decisions in ``recent`` (oldest
+        first)."""
         for c in counts:
             mon = self._promise(c.profile, c.calibration_id, c.target_risk)
             mon.common_rate = c.common_rate
             mon.decisions, mon.abstained = c.decisions, c.abstained
             mon.labelled, mon.errors = c.labelled, c.errors
+        for current in self.active.values():
+            if current.drift is not None:
+                current.drift = replace(current.drift)  # the same reference, an empty window
         for d in recent:
             act = self.active.get(d.profile)
             if act is None or act.drift is None or act.calibration_id != d.calibration_id:

@@ -42,6 +42,7 @@ PAIRS: dict[type[BaseModel], str] = {
     models.DriftReport: "DriftReport",
     models.DriftBins: "DriftBins",
     models.DriftWindow: "DriftWindow",
+    models.MonitorFreshness: "MonitorFreshness",
     models.ReloadResult: "ReloadResponse",
 }
 

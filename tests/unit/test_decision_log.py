@@ -182,15 +182,20 @@ def _no_leftover_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CANDOR_DECISION_LOG", raising=False)
 
 
-async def test_a_log_that_does_not_restore_monitors_leaves_them_empty_and_says_so(
+async def test_a_shared_log_is_the_monitors_only_source_and_a_failed_read_keeps_the_server(
         caplog: pytest.LogCaptureFixture) -> None:
-    """A shared (PostgreSQL) log does not rebuild a replica's monitors: the runtime asks the
-    log (``restores_monitors``), never its store or a SQLite path, and warns without the
-    URL's password."""
+    """A shared (PostgreSQL) log: the runtime asks the log (``shared``, ``audit_changes``),
+    never its store or a SQLite path; the monitors then count nothing themselves, and a
+    read that fails at startup is logged without the URL's password and counted, and
+    leaves the server up (the refresh retries it)."""
 
     class SharedLog:
         url = "postgresql://candor:secret@db:5432/candor"
-        restores_monitors = False
+        shared = True
+        retention_s = 30 * 86400.0
+
+        def audit_changes(self, since: str | None) -> object:
+            raise ConnectionError("the database is down")
 
         def audit_counts(self, current_rate: float = 0.0) -> list[object]:
             raise AssertionError("not to be read")
@@ -199,8 +204,9 @@ async def test_a_log_that_does_not_restore_monitors_leaves_them_empty_and_says_s
 
     state = create_app(Settings(samples_n=2), engine=FakeEngine()).state.candor
     state.decision_log = SharedLog()
-    with caplog.at_level("WARNING", logger="service.state"):
+    with caplog.at_level("ERROR", logger="service.monitoring.refresh"):
         await state.restore_monitoring()
-    assert "live monitors start empty" in caplog.text and "***@db:5432" in caplog.text
+    assert "the database is down" in caplog.text and "***@db:5432" in caplog.text
     assert "secret" not in caplog.text
+    assert state.monitoring.from_log and state.monitor_refresh.errors == 1
     assert all(m.labelled == m.decisions == 0 for m in state.monitoring.promises.values())

@@ -23,9 +23,29 @@ def ready_app(engine: FakeEngine, **settings: object) -> FastAPI:
     return app
 
 
+async def test_queue_beyond_queue_max_is_429_with_retry_after_and_the_queued_are_served(
+) -> None:
+    engine = FakeEngine(delay_s=0.3)
+    app = ready_app(engine, engine_sequences=3, queue_max=2)
+    body = {"question": "q", "policy": {"max_stage": 0}}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        rs = await asyncio.gather(*(c.post("/v1/answer", json=body) for _ in range(10)))
+    codes = sorted(r.status_code for r in rs)
+    # 3 fit in the engine, 2 wait in the queue, the other 5 are refused at once; every
+    # admitted request is answered
+    assert codes == [200] * 5 + [429] * 5
+    rejected = next(r for r in rs if r.status_code == 429)
+    assert int(rejected.headers["retry-after"]) >= 1
+    assert rejected.json()["error"]["type"] == "overloaded_error"
+    assert "queue_max" in rejected.json()["error"]["message"]
+    state = app.state.candor
+    assert state.inflight == 0 and state.queue.pending == 0 and state.queue.running == 0
+
+
 async def test_over_max_inflight_is_429_with_retry_after() -> None:
     engine = FakeEngine(delay_s=0.3)
-    app = ready_app(engine, max_inflight=3)
+    app = ready_app(engine, max_inflight=3, admission="fixed")
     body = {"question": "q", "policy": {"max_stage": 0}}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://t") as c:

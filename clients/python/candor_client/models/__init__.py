@@ -32,6 +32,8 @@ from candor_client.models.calibration import (
     DriftReport,
     DriftWindow,
     LabelSource,
+    MonitorFreshness,
+    MonitorSource,
     PromiseReport,
     PromiseStatus,
     ReloadResult,
@@ -44,7 +46,8 @@ from candor_client.models.calibration import (
 __all__ = [
     "AbstainReason", "AbstentionReport", "Answer", "Calibration", "CalibrationMap",
     "CalibrationProfile", "CalibrationRef", "CalibrationScope", "DriftBins", "DriftReport",
-    "DriftWindow", "FeedbackResult", "Health", "LabelSource", "Model", "Policy",
+    "DriftWindow", "FeedbackResult", "Health", "LabelSource", "Model", "MonitorFreshness",
+    "MonitorSource", "Policy",
     "PromiseReport", "PromiseStatus", "ReloadResult", "Sample", "ScopeComponent",
     "ScopeReport", "Score", "ServingSettings", "Signals", "StageReport", "ThresholdEntry",
     "TokenLogprob", "Usage", "Verdict", "payload",

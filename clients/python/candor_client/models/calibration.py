@@ -17,6 +17,7 @@ from candor_client.models._base import Model
 Verdict = Literal["unverified", "holding", "breached"]
 ScopeComponent = Literal["similarity", "question_length", "answer_length"]
 LabelSource = Literal["dataset", "audit", "self-selected"]
+MonitorSource = Literal["shared_log", "local"]
 
 
 class ServingSettings(Model):
@@ -197,14 +198,29 @@ class PromiseStatus(Model):
     drift: DriftReport | None = None
 
 
+class MonitorFreshness(Model):
+    """Where a replica's live monitors come from and how fresh they are: ``shared_log``
+    (the decision log every replica shares, re-read every ``refresh_interval_s``; the
+    monitors hold every label committed before ``refreshed_at``, ``age_s`` ago) or
+    ``local`` (this replica's own decisions and labels, counted as they happen)."""
+
+    source: MonitorSource
+    refresh_interval_s: float | None = None
+    refreshed_at: float | None = None
+    age_s: float | None = None
+    errors: int = 0
+    last_error: str | None = None
+
+
 class Calibration(Model):
     """``GET /v1/calibration``: the profiles served (``calibrated=False`` if none).
 
     ``calibrations``: each profile's artifact summary, promise and scope test;
     ``skipped``: shipped profiles not served and why; ``profiles``: the live verdict per
-    profile and artifact; ``serving``: the server's serving settings. With exactly one
-    profile the server also puts its summary at the top level (``profile``, ``delta``,
-    ...; ``None`` otherwise); with several or none, ``message`` says what that means.
+    profile and artifact; ``monitors``: where that comes from, how fresh; ``serving``: the
+    server's serving settings. With exactly one profile the server also puts its summary
+    at the top level (``profile``, ``delta``, ...; ``None`` otherwise); with several or
+    none, ``message`` says what that means.
     """
 
     calibrated: bool
@@ -233,6 +249,7 @@ class Calibration(Model):
     calibrations: list[CalibrationProfile] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list)
     profiles: list[PromiseStatus] = Field(default_factory=list)
+    monitors: MonitorFreshness | None = None
     message: str | None = None
     answer_threshold: float | None = None
 
