@@ -141,6 +141,13 @@ class Settings(BaseSettings):
         default=8, ge=1, description="Labels (POST /v1/feedback) admitted at once, a fixed "
         "pool of their own: a flood of labels gets 429 + Retry-After beyond it instead of "
         "queueing in front of the decision log writer and the answers.")
+    drain_delay_s: float = Field(
+        default=0.0, ge=0, description="On SIGTERM /readyz answers 503 at once; new work is "
+        "still served this long (the time a load balancer takes to notice), then refused "
+        "with 503 draining (service/drain.py).")
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long requests already running may "
+        "take to finish before the server stops.")
     max_budget_ms: int = Field(default=120_000, ge=100)
     max_body_bytes: int = Field(default=256_000, ge=1024)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(

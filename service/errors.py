@@ -68,6 +68,17 @@ class EngineUnavailable(CandorError):
     status, type = 503, "engine_unavailable"
 
 
+class Draining(CandorError):
+    """This replica is shutting down (SIGTERM): the request never started; retry it on
+    another replica. The connection is closed after the answer."""
+
+    status, type = 503, "draining"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s),
+                                           "Connection": "close"})
+
+
 class DeadlineExceeded(CandorError):
     status, type = 504, "deadline_exceeded"
 

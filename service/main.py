@@ -25,6 +25,7 @@ from service.api.middleware import RequestGuard
 from service.bootstrap import load_engine
 from service.config import Settings, get_settings
 from service.decisions.log import DecisionLog
+from service.drain import SIGNALS, install_drain
 from service.engine.protocol import EngineClient
 from service.errors import CalibrationError, CandorError
 from service.signals.base import TextEncoder
@@ -84,6 +85,8 @@ def create_app(
         refresh = (asyncio.create_task(state.monitor_refresh.run())  # a shared log's
                    if state.monitor_refresh is not None else None)
         hup = install_sighup(state)
+        stop = getattr(app.state, "request_shutdown", None)  # only `candor serve` has it
+        drains = stop is not None and install_drain(state, stop)
         watch = None
         if engine is None and settings.engine == "local" and settings.engine_watchdog_s > 0:
             # in-process engine: supervise it (a remote one recovers on its own: /readyz)
@@ -98,6 +101,8 @@ def create_app(
         finally:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            for sig in SIGNALS if drains else ():
+                asyncio.get_running_loop().remove_signal_handler(sig)
             for t in (task, watch, refresh):
                 if t is not None and not t.done():
                     t.cancel()

@@ -26,7 +26,14 @@ from service.config import Settings
 from service.decisions.log import DecisionLog
 from service.decisions.records import LabelledDecision
 from service.engine.protocol import EngineClient
-from service.errors import BadRequest, CalibrationError, CandorError, EngineUnavailable, NotFound
+from service.errors import (
+    BadRequest,
+    CalibrationError,
+    CandorError,
+    Draining,
+    EngineUnavailable,
+    NotFound,
+)
 from service.metrics import Metrics
 from service.monitoring.hub import Monitoring
 from service.monitoring.ledger import AuditLedger
@@ -56,6 +63,8 @@ class CandorState:
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     limiters: dict[str, Limiter] = field(default_factory=dict)
     queue: EngineQueue | None = None  # the engine queue (None: CANDOR_ADMISSION=fixed)
+    draining: bool = False  # SIGTERM: /readyz says 503 (service/drain.py)
+    admitting: bool = True  # False once draining refuses new work
 
     def __post_init__(self) -> None:
         if not self.limiters:
@@ -65,6 +74,21 @@ class CandorState:
     @property
     def inflight(self) -> int:
         return self.limiters["answers"].inflight
+
+    def busy(self) -> int:
+        """Requests running in any pool (answers, score, feedback)."""
+        return sum(pool.inflight for pool in self.limiters.values())
+
+    def stop_admitting(self) -> None:
+        """A drain's second step: new answers and scores, and the requests still queued for
+        their first engine call, get 503 ``draining``; what runs goes on."""
+        self.admitting = False
+        if self.queue is not None:
+            self.queue.close(_draining)
+
+    def _check_admitting(self) -> None:
+        if not self.admitting:
+            raise _draining()
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None,
@@ -142,6 +166,7 @@ class CandorState:
     async def answer(self, req: schemas.AnswerRequest, endpoint: str,
                      on_delta: OnDelta | None = None) -> Answered:
         cascade = self._require_cascade()
+        self._check_admitting()
         t0 = time.perf_counter()
         async with self.limiters["answers"].slot(), self._admitted(req):
             out = await cascade.answer(req, on_delta)
@@ -171,6 +196,7 @@ class CandorState:
             embed_provider=self.embedder.encode if self.embedder else None,
             nli_provider=self.nli.entail_probs if self.nli else None,
         )
+        self._check_admitting()
         t0 = time.perf_counter()
         async with self.limiters["score"].slot():
             resp = await score_answers(req, self.stages, self.profiles, providers)
@@ -275,3 +301,8 @@ class CandorState:
 
     def ids(self) -> dict[str, str]:
         return {n: str(m.id) for n, m in self.profiles.models.items()}
+
+
+def _draining() -> Draining:
+    return Draining("this replica is shutting down and takes no new work; retry (another "
+                    "replica takes it)")

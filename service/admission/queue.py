@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from service.errors import Overloaded
+from service.errors import CandorError, Overloaded
 
 ESCALATION, NEW = 0, 1  # priorities: lower goes first
 # A pass is budgeted at twice one sequence's measured time: it runs for one, and a later
@@ -75,14 +75,17 @@ class EngineQueue:
     drain: Drain = field(default_factory=Drain)
     running: int = 0  # sequences running now
     pending: int = 0  # admitted requests whose first call has not started
+    closed: Callable[[], CandorError] | None = None  # draining: new and queued get this
     _heap: list[_Waiter] = field(default_factory=list)
     _order: itertools.count[int] = field(default_factory=itertools.count)
 
     # -- admission of a new request ------------------------------------------------------------
     def admit(self, budget_s: float, passes: int = 1) -> None:
-        """Count a new request in, or refuse it (``Overloaded``: 429 + Retry-After).
-        ``passes``: the engine calls its stages may need, each timed as ``SLACK`` x one
-        sequence's time."""
+        """Count a new request in, or refuse it (``Overloaded``: 429 + Retry-After; after
+        ``close``, its refusal). ``passes``: the engine calls its stages may need, each
+        timed as ``SLACK`` x one sequence's time."""
+        if self.closed is not None:
+            raise self.closed()
         waiting = self.pending - max(0, self.free())  # those beyond the room left
         if waiting >= self.queue_max:
             raise Overloaded(f"{waiting} requests wait for the engine (queue_max "
@@ -160,13 +163,22 @@ class EngineQueue:
                 if left is not None and left <= 0:
                     raise TimeoutError("no room before the latest start")
                 await asyncio.wait([w.future], timeout=None if left is None else min(left, 0.25))
+            w.future.result()  # refused by ``close``: raises
         except BaseException:
             self._leave(w)
             raise
         return take
 
+    def close(self, refusal: Callable[[], CandorError]) -> None:
+        """Admit nothing more, and refuse (``refusal()``) every request still waiting for
+        its first call (a drain); escalations of started requests go on."""
+        self.closed = refusal
+        for w in [w for w in self._heap if w.priority == NEW and not w.future.done()]:
+            w.future.set_exception(refusal())
+
     def _leave(self, w: _Waiter) -> None:
-        if w.future.done() and not w.future.cancelled():  # granted as it gave up
+        granted = w.future.done() and not w.future.cancelled() and w.future.exception() is None
+        if granted:  # granted as it gave up
             self.release(w.seqs)
             return
         w.future.cancel()

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import StateDep
 from service.api.errors import documented_errors
-from service.errors import EngineUnavailable
+from service.errors import Draining, EngineUnavailable
 from service.schemas import ModelCard, ModelList
 
 router = APIRouter(tags=["health"])
@@ -21,7 +21,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> dict[str, str]:
-    """200 once the engine is loaded and healthy; 503 before, and after an engine failure."""
+    """200 once the engine is loaded and healthy; 503 before, after an engine failure, and
+    while the replica drains (SIGTERM: ``draining``)."""
+    if state.draining:
+        raise Draining("draining: this replica is shutting down")
     if not await state.ready():
         detail = state.load_error or ("engine not loaded yet" if state.engine is None
                                       else "the engine does not answer its health check")

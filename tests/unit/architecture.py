@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("calibration", ("service.calibration", "service.eval")),
     ("runtime", ("service.metrics", "service.monitoring", "service.decisions",
                  "service.admission", "service.reload",
-                 "service.state", "service.watchdog", "service.guardian",
+                 "service.state", "service.drain", "service.watchdog", "service.guardian",
                  "service.bootstrap")),
     ("http", ("service.api", "service.server")),
     ("offline", ("service.offline",)),
