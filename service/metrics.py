@@ -114,17 +114,19 @@ class Metrics:
             ["pool"], registry=r,
         )
         self.engine_sequences = Gauge(
-            "candor_engine_sequences", "Candor's own engine sequences: running, or waiting "
-            "in the admission queue (a greedy pass is 1, a sampling stage its n).",
+            "candor_engine_sequences", "Candor's own engine sequences: running, waiting in "
+            "the admission queue (a greedy pass is 1, a sampling stage its n), and the limit "
+            "on those running (CANDOR_ENGINE_SEQUENCES, or less once the engine saturates).",
             ["state"], registry=r,
         )
         self.queue_pending = Gauge(
             "candor_queue_pending", "Admitted requests waiting for their first engine call.",
             registry=r,
         )
-        self.engine_drain = Gauge(
-            "candor_engine_drain_rate", "Measured engine drain rate (sequences per second) "
-            "the admission queue estimates waits with (0: not measured yet).", registry=r,
+        self.engine_token_rate = Gauge(
+            "candor_engine_token_rate", "The engine's measured total decode rate (tokens per "
+            "second, all sequences together) the admission queue predicts with (0: not "
+            "measured yet).", registry=r,
         )
         self.queue_wait = Histogram(
             "candor_queue_wait_seconds", "How long an admitted request waited for its first "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from service import schemas
 from service.admission import EngineQueue, Limiter, admission_pools, engine_queue, gate
-from service.admission.gate import admitted
+from service.admission.gate import admitted, planned_passes
 from service.calibration.artifact import CalibratedModel
 from service.calibration.pinning import ServingSettings, serving_settings
 from service.calibration.profiles import parse_sources, screen
@@ -183,9 +183,12 @@ class CandorState:
         budget); nothing more under fixed admission (the answers pool is the limit)."""
         if self.queue is None:
             return contextlib.nullcontext()
-        max_stage = min(self.settings.max_stage, req.policy.max_stage
-                        if req.policy.max_stage is not None else self.settings.max_stage)
-        return admitted(self.queue, budget_ms_for(req, self.settings) / 1000.0, max_stage)
+        s = self.settings
+        max_stage = min(s.max_stage, req.policy.max_stage
+                        if req.policy.max_stage is not None else s.max_stage)
+        plan = planned_passes(max_stage, req.max_tokens or s.max_tokens_limit, s.samples_n,
+                              s.sample_max_tokens)  # tokens: capped by what passes generate
+        return admitted(self.queue, budget_ms_for(req, s) / 1000.0, plan)
 
     async def score(self, req: schemas.ScoreRequest) -> schemas.ScoreResponse:
         limit = self.settings.max_score_samples

@@ -1,8 +1,9 @@
 """Admission: what gets in, and in which order it reaches the engine.
 
 * ``queue.py``: the engine queue (default, ``CANDOR_ADMISSION=queue``): sequences as the
-  unit, escalations before new arrivals, a 429 only when the queue is full or the expected
-  wait would blow the request's budget.
+  unit, escalations before new arrivals, a 429 only when the queue is full or the request
+  could not finish within its budget; no call starts that could not finish in time.
+* ``speed.py``: the engine's measured decode rates, and a pass's predicted time.
 * ``gate.py``: the engine wrapper whose calls take their sequences, and the per-request
   ticket.
 * ``limiter.py``: fixed pools (``score``, ``feedback``; ``answers`` under
@@ -41,11 +42,13 @@ def engine_queue(settings: Settings, metrics: Metrics) -> EngineQueue | None:
     """The engine queue (None under ``CANDOR_ADMISSION=fixed``), exported at each scrape."""
     if settings.admission == "fixed":
         return None
-    queue = EngineQueue(capacity=settings.engine_sequences, queue_max=settings.queue_max)
+    queue = EngineQueue(capacity=settings.engine_sequences, queue_max=settings.queue_max,
+                        floor=settings.samples_n + 1)
     metrics.engine_sequences.labels(state="running").set_function(lambda: queue.running)
     metrics.engine_sequences.labels(state="waiting").set_function(lambda: queue.waiting)
+    metrics.engine_sequences.labels(state="limit").set_function(lambda: queue.limit)
     metrics.queue_pending.set_function(lambda: queue.pending)
-    metrics.engine_drain.set_function(lambda: queue.drain.rate or 0.0)
+    metrics.engine_token_rate.set_function(lambda: queue.speed.total or 0.0)
     return queue
 
 

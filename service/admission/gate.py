@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from service.admission.queue import ESCALATION, NEW, EngineQueue
+from service.admission.queue import EngineQueue, Guard
+from service.admission.speed import ESCALATION, NEW, Pass
 from service.engine.protocol import (
     ChatMessage,
     EngineClient,
@@ -43,14 +43,24 @@ KV_FULL = 0.95
 
 @dataclass
 class Ticket:
-    deadline: float  # the event loop's clock
+    deadline: float  # the queue's clock (time.monotonic)
+    plan: list[Pass]  # the engine calls its stages may still make
     calls: int = 0  # engine calls started or waiting
     pending: bool = True  # counted in EngineQueue.pending until its first call starts
     admitted_at: float = 0.0
-    passes: int = 1  # engine calls its stages may need
 
 
 TICKET: ContextVar[Ticket | None] = ContextVar("candor_ticket", default=None)
+
+
+def planned_passes(max_stage: int, max_tokens: int, samples_n: int,
+                   sample_max_tokens: int) -> list[Pass]:
+    """The engine calls a request that may run to ``max_stage`` can make: the greedy pass,
+    the samples, the 1-token P(True) pass (``StageSpec.engine_pass``)."""
+    samples = Pass(samples_n, min(max_tokens, sample_max_tokens), ESCALATION)
+    return [Pass(1, max_tokens, NEW) if spec.index == 0 else samples if spec.sampling
+            else Pass(1, 1, ESCALATION)
+            for spec in STAGES[: max_stage + 1] if spec.engine_pass]
 
 
 class GatedEngine:
@@ -69,14 +79,18 @@ class GatedEngine:
 
     async def generate(self, messages: list[ChatMessage], params: GenParams,
                        request_id: str) -> Generation:
-        async with self._sequences(params.n):
-            return await self.inner.generate(messages, params, request_id)
+        async with self._sequences(params) as tokens:
+            gen = await self.inner.generate(messages, params, request_id)
+            tokens.append(gen.completion_tokens / max(1, len(gen.completions)))
+            return gen
 
     async def stream(self, messages: list[ChatMessage], params: GenParams,
                      request_id: str) -> AsyncGenerator[TextDelta, None]:
-        async with self._sequences(params.n), \
+        async with self._sequences(params) as tokens, \
                 aclosing(self.inner.stream(messages, params, request_id)) as deltas:
             async for delta in deltas:
+                if delta.final is not None:
+                    tokens.append(float(delta.final.n_tokens))
                 yield delta
 
     async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
@@ -93,42 +107,63 @@ class GatedEngine:
         await self.inner.aclose()
 
     @asynccontextmanager
-    async def _sequences(self, n: int) -> AsyncIterator[None]:
+    async def _sequences(self, params: GenParams) -> AsyncIterator[list[float]]:
+        """Room for the call's sequences; yields a list for the tokens per sequence it
+        generated, which (with its duration) is a sample of the engine's speed."""
         self._watch_load()
         ticket = TICKET.get()
         first = ticket is None or ticket.calls == 0
+        kind = NEW if first else ESCALATION
+        call = Pass(params.n, params.max_tokens, kind)
         if ticket is not None:
             ticket.calls += 1
+            ticket.plan = ticket.plan[1:]  # this call stands for its planned pass
+        guard = None if ticket is None else Guard(self.queue.speed.tokens(call),
+                                                    ticket.deadline)
         if ticket is not None and first:
-            take = await self._first(ticket, n)
+            take = await self._first(ticket, call, guard)
         else:
-            take = await self.queue.acquire(n, NEW if first else ESCALATION)
-        t0, ok = time.monotonic(), False
+            # it already paid for its greedy pass, and waits first in line: it starts if
+            # on average its own pass still finishes in time
+            doomed = None if ticket is None else self._doomed(
+                ticket, lambda: self.queue.speed.pass_s(call, self.queue.running))
+            take = await self.queue.acquire(params.n, kind, doomed, guard)
+        tokens: list[float] = []
+        clock = self.queue.clock
+        t0, r0 = clock(), self.queue.running
         try:
-            yield
-            ok = True
-        finally:  # only a finished call says how fast the engine drains
-            self.queue.release(take, time.monotonic() - t0 if ok else None)
+            yield tokens
+        finally:
+            if tokens:  # a finished call: how fast the engine decodes
+                running = (r0 + self.queue.running) / 2
+                self.queue.speed.done(kind, tokens[0], clock() - t0, running)
+            self.queue.release(take, guard)
 
-    async def _first(self, ticket: Ticket, n: int) -> int:
-        """The request's first call: it waits as a new arrival, until the latest moment it
-        could still finish in its budget; then 429 (it never started: retrying is safe)."""
-        loop = asyncio.get_running_loop()
-        def latest() -> float:  # the drain estimate may improve while it waits
-            return ticket.deadline - max(0.05, self.queue.need_s(ticket.passes))
+    def _doomed(self, ticket: Ticket, need: Callable[[], float]) -> Callable[[], bool]:
+        """Whether what ``need()`` seconds of work could no longer finish by the ticket's
+        deadline; never on an idle engine (there, a budget is the client's own business)."""
+        clock = self.queue.clock
+        return lambda: self.queue.running > 0 and clock() + need() > ticket.deadline
 
+    async def _first(self, ticket: Ticket, call: Pass, guard: Guard | None) -> int:
+        """The request's first call: it waits as a new arrival, and starts only while the
+        request's passes can still finish in its budget; else 429 (nothing of it ran, so
+        a retry is safe)."""
+        clock = self.queue.clock
         try:
-            take = await self.queue.acquire(n, NEW, latest)
+            passes = [call, *ticket.plan]
+            take = await self.queue.acquire(
+                call.seqs, NEW, self._doomed(ticket, lambda: self.queue.need_s(passes)), guard)
         except TimeoutError as exc:
             raise Overloaded(
-                f"the engine could not start this request within its budget (queued "
-                f"{loop.time() - ticket.admitted_at:.1f} s)",
+                f"the engine could not start this request in time to finish it within its "
+                f"budget (queued {clock() - ticket.admitted_at:.1f} s)",
                 retry_after_s=self.queue.retry_after()) from exc
         finally:
             ticket.pending = False
             self.queue.started()
         if self.on_wait is not None:
-            self.on_wait(loop.time() - ticket.admitted_at)
+            self.on_wait(clock() - ticket.admitted_at)
         return take
 
     # -- the load of a shared engine ---------------------------------------------------------
@@ -142,7 +177,7 @@ class GatedEngine:
             if load is not None:
                 total = load.running + load.waiting
                 full = load.kv_cache_usage >= KV_FULL
-                self._foreign = self.queue.capacity if full else max(
+                self._foreign = self.queue.limit if full else max(
                     0, total - self.queue.running)
                 self.queue.poke()
             await asyncio.sleep(self.load_interval_s)
@@ -150,14 +185,14 @@ class GatedEngine:
 
 @asynccontextmanager
 async def admitted(queue: EngineQueue, budget_s: float,
-                   max_stage: int = 0) -> AsyncIterator[Ticket]:
-    """Admit one request that may run up to ``max_stage`` (``EngineQueue.admit``: 429 when
-    the queue is full, or when after the expected wait its stages' engine passes would not
-    fit in its budget) and hold its ticket while the cascade runs."""
-    passes = sum(spec.engine_pass for spec in STAGES[: max_stage + 1])
-    queue.admit(budget_s, passes)
-    now = asyncio.get_running_loop().time()
-    ticket = Ticket(deadline=now + budget_s, admitted_at=now, passes=passes)
+                   plan: list[Pass]) -> AsyncIterator[Ticket]:
+    """Admit one request whose stages may make the engine calls ``plan``
+    (``EngineQueue.admit``: 429 when the queue is full, or when the engine is busy and the
+    wait plus the plan's time would not fit its budget) and hold its ticket while the
+    cascade runs."""
+    queue.admit(budget_s, plan)
+    now = queue.clock()
+    ticket = Ticket(deadline=now + budget_s, plan=list(plan), admitted_at=now)
     token = TICKET.set(ticket)
     try:
         yield ticket

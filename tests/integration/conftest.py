@@ -40,7 +40,10 @@ class LiveServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
 
-def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> LiveServer:
+def start_server(tmp: Path, extra_env: dict[str, str] | None = None,
+                 drop_env: tuple[str, ...] = ()) -> LiveServer:
+    """``candor serve`` on a free port with the test settings below, ``extra_env`` over
+    them, and the ``drop_env`` ones left at their defaults; returns once it is ready."""
     port = free_port()
     env = {
         **os.environ,
@@ -54,11 +57,14 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None) -> LiveServ
         "CANDOR_SAMPLE_MAX_TOKENS": "32",
         "CANDOR_MAX_BUDGET_MS": "90000",
         # The session server keeps the fixed ceiling its tests were written against (batch
-        # collection at concurrency 24, the 2x-capacity load test); the adaptive limit is
-        # tested in tests/unit/test_admission*.py and serves the remote-engine tests.
+        # collection at concurrency 24, the 2x-capacity load test); the engine queue is
+        # tested in tests/unit/test_admission*.py and test_drain.py, and serves the
+        # remote-engine tests and benchmarks/load.py (test_load_benchmark.py).
         "CANDOR_ADMISSION": "fixed",
         **(extra_env or {}),
     }
+    for key in drop_env:
+        env.pop(key, None)
     log_path = tmp / f"candor-{port}.log"
     exe = Path(sys.executable).with_name("candor")
     with open(log_path, "wb") as log:

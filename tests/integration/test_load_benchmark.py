@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -20,30 +21,39 @@ from tests.integration.conftest import REPO
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "benchmarks/load.py", "--quick"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if not ln.startswith("(")]  # vLLM's logs
+    print("\n".join(lines[:-1]) + f"\nLOAD_BENCHMARK_S {time.monotonic() - t0:.0f}")
+    rep: dict[str, Any] = json.loads(lines[-1])
+    return rep
+
+
 def clean(side: dict[str, Any]) -> None:
     """No 429 received (retried or not), no 5xx, no failure, everything answered."""
     assert side["status"] == {"200": side["sent"]}, side
     assert side["ok"] == side["sent"] and side["dropped"] == side["failed"] == 0, side
 
 
-def test_load_benchmark_quick() -> None:
-    proc = subprocess.run([sys.executable, "benchmarks/load.py", "--quick"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    rep = json.loads(proc.stdout.strip().splitlines()[-1])
-    for row in rep["below"]:
+def test_below_capacity_and_mixed_load_are_never_refused(report: dict[str, Any]) -> None:
+    for row in report["below"]:
         raw, *candor = row["sides"]
         assert raw["ok"] == raw["sent"] > 0, raw
         for side in candor:
             clean(side)
-    clean(rep["mixed"])
-    over = rep["overload"]
-    clean(over["unloaded"])
+    clean(report["mixed"])
+    clean(report["overload"]["unloaded"])
+
+
+def test_overload_sheds_with_429_only(report: dict[str, Any]) -> None:
+    over = report["overload"]
     status = {int(k): v for k, v in over["status"].items()}
     assert set(status) <= {200, 429}, over  # no 504, no 5xx
-    assert over["sent"] == status.get(200, 0) + status.get(429, 0) == over["ok"] + status.get(
-        429, 0), over  # sent = ok + 429, exactly: nothing dropped
+    assert over["sent"] == over["ok"] + status.get(429, 0), over  # nothing dropped
     assert over["dropped"] == 0 and over["no_retry_after"] == 0, over
     assert status.get(200, 0) > 0, over  # overload sheds, it does not refuse everyone
-    assert rep["left"] == [0, 0, 0, 0], rep
+    assert report["left"] == [0, 0, 0, 0], report

@@ -13,14 +13,21 @@ kernels, bf16, one sequence at a time; the server decodes tokens the same way).
 from __future__ import annotations
 
 import asyncio
+import json
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 import pytest
 
 from service.config import EMBEDDED_MODEL_ID
+from tests.integration import replicas
 from tests.integration.conftest import LiveServer, start_server, stop_server
 from tests.integration.remote import VllmServer, vllm_server
+from tests.integration.replicas import labelled
+from tests.pg import postgres_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.remote_engine]
 
@@ -58,7 +65,7 @@ def engine(local_answers: dict[str, dict],
 def remote(engine: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = start_server(tmp_path_factory.mktemp("candor-remote"),
                           {"CANDOR_ENGINE": "remote", "CANDOR_ENGINE_URL": engine.url,
-                           "CANDOR_ADMISSION": "adaptive",
+                           "CANDOR_ADMISSION": "queue",
                            "CANDOR_ENGINE_CONNECT_TIMEOUT_S": "2", "CANDOR_ENGINE_ATTEMPTS": "2"})
     yield server
     stop_server(server)
@@ -147,6 +154,49 @@ async def test_stream_matches_generate_on_the_real_server(engine: VllmServer) ->
     for a, b in zip(final.tokens, gen.completions[0].tokens, strict=True):
         assert a.token == b.token and a.logprob == pytest.approx(b.logprob, abs=TOL)
     assert deltas[-1].prompt_tokens == gen.prompt_tokens > 0
+
+
+def test_two_replicas_agree_and_a_drained_one_loses_nothing(
+        engine: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue 25: replicas on one PostgreSQL log report the same promises within one refresh
+    interval; SIGTERM to one mid-load loses no admitted request (tests/integration/
+    replicas.py). Replica A runs 2 engine sequences, so part of the load waits in its
+    queue when the signal comes."""
+    with postgres_cluster() as pg_url:
+        tmp = tmp_path_factory.mktemp("replicas")
+        with ThreadPoolExecutor(2) as pool:  # both start at once (each loads the embedder)
+            fa = pool.submit(start_server, tmp, replicas.env(
+                engine.url, pg_url, CANDOR_ENGINE_SEQUENCES="2", CANDOR_DRAIN_TIMEOUT_S="60"),
+                replicas.PINNED)
+            fb = pool.submit(start_server, tmp, replicas.env(engine.url, pg_url),
+                             replicas.PINNED)
+            a, b = fa.result(), fb.result()
+        try:
+            before, _ = replicas.promises(b)
+            acked = replicas.ask_and_label(a, 8)
+            view_b, lag = replicas.refreshed_after(b, acked, replicas.REFRESH_S + 5)
+            view_a, _ = replicas.refreshed_after(a, acked, replicas.REFRESH_S + 5)
+            assert labelled(view_b) - labelled(before) > 0, (before, view_b)
+            assert view_b == view_a  # one verdict per promise, whichever replica says it
+            report = replicas.drain_under_load(a, b, n=16, clients=8, after_s=1.5)
+            ids = [rid for _, status, rid in report["outcomes"] if status == 200]
+            with psycopg.connect(pg_url) as conn:
+                logged = {r[0] for r in conn.execute(
+                    "SELECT id FROM decisions WHERE id = ANY(%s)", (ids,))}
+        finally:
+            stop_server(b)
+            stop_server(a)
+    where = Counter(w for w, _, _ in report["outcomes"])
+    print("\nREPLICAS_REPORT " + json.dumps({
+        "labelled_seen_by_b": labelled(view_b) - labelled(before), "b_lag_s": round(lag, 2),
+        "refresh_s": replicas.REFRESH_S, "drain": dict(where), "a_exit": report["exit"],
+        "a_exit_after_sigterm_s": report["exit_s"]}))
+    assert [s for _, s, _ in report["outcomes"]] == [200] * 16, report  # none lost
+    assert where["a"] > 0 and where["b_after_draining"] > 0, where  # some finished on A
+    assert report["exit"] == 0
+    # within one refresh interval (plus the read, on two busy cores) of the last label
+    assert lag < replicas.REFRESH_S + 3, lag
+    assert logged == set(ids), set(ids) - logged  # every answer's row is in the shared log
 
 
 def test_engine_killed_503_then_recovers_without_restart(remote: LiveServer,

@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from service.admission.gate import GatedEngine, admitted
+from service.admission.gate import GatedEngine, admitted, planned_passes
 from service.admission.limiter import Limiter
-from service.admission.queue import ESCALATION, NEW, Drain, EngineQueue
+from service.admission.queue import EngineQueue
+from service.admission.speed import ESCALATION, NEW, Pass, Speed
 from service.config import Settings
 from service.engine.load import parse_load
 from service.engine.protocol import ChatMessage, EngineLoad, GenParams
@@ -79,47 +80,94 @@ async def test_a_cancelled_wait_leaves_the_queue_as_if_never_joined() -> None:
     assert await small == 1 and q.running == 2 and q.waiting == 0
 
 
-def test_drain_rate_is_littles_law_and_ignores_idle_time() -> None:
-    d = Drain()
-    assert d.rate is None
-    for _ in range(50):
-        d.done(seconds=2.0, running=8)  # 8 sequences at once, 2 s each: 4 per second
-    assert d.rate == pytest.approx(4.0)
+GREEDY = Pass(1, 7, NEW)
+SAMPLES = Pass(4, 7, ESCALATION)
 
 
-def _busy_queue(rate_seqs: int = 8, seconds: float = 2.0) -> EngineQueue:
+def test_speed_learns_a_roofline_and_caps_tokens_by_what_passes_generate() -> None:
+    sp = Speed()
+    assert sp.pass_s(GREEDY, others=0) == 0.0  # unmeasured: nothing is predicted
+    for _ in range(100):
+        sp.done(NEW, tokens=9, seconds=1.0, running=1)  # alone: 9 tokens/s
+    assert sp.single == pytest.approx(9.0) and sp.total is None
+    sp.done(NEW, tokens=9, seconds=1.0, running=4)  # 4 at full speed: no saturation seen
+    assert sp.total is None and sp.pass_s(Pass(1, 9), others=7) == pytest.approx(1.0)
+    for _ in range(200):
+        sp.done(NEW, tokens=9, seconds=4.0, running=8)  # 8 at once: 2.25 each, 18 in all
+    assert sp.total == pytest.approx(18.0, rel=1e-3) and sp.single == pytest.approx(9.0)
+    assert sp.pass_s(Pass(1, 9), others=7) == pytest.approx(9 / 2.25, rel=1e-3)
+    assert sp.pass_s(Pass(1, 9), others=0) == pytest.approx(1.0)  # alone: its own speed
+    # a pass of up to 100 tokens is budgeted at what greedy passes generate (9)
+    assert sp.pass_s(Pass(1, 100), others=0) == pytest.approx(1.0)
+
+
+def _busy_queue() -> EngineQueue:
     q = EngineQueue(capacity=4, queue_max=3)
-    for _ in range(50):
-        q.drain.done(seconds, rate_seqs)  # 4 sequences per second, 2 s each
-    q.running = 4
+    q.speed = Speed(total=8.0, single=4.0, typical={NEW: 3.0, ESCALATION: 3.0})
+    q.running = 4  # full: each new sequence would get 8 / 5 = 1.6 tokens/s
     return q
 
 
-def test_admission_refuses_when_the_wait_would_blow_the_budget() -> None:
+def test_admission_refuses_when_the_wait_and_the_work_would_blow_the_budget() -> None:
     q = _busy_queue()
-    q.admit(budget_s=30.0)  # waits 1/4 s + runs 2 s: fits 30 s
-    q.admit(budget_s=30.0)
-    assert q.pending == 2 and q.expected_wait() == pytest.approx(0.75)
+    greedy_s = 1.5 * 3 / 1.6  # SLACK x 3 typical tokens / its share
+    q.admit(budget_s=30.0, passes=[GREEDY])
+    q.admit(budget_s=30.0, passes=[GREEDY])
+    assert q.pending == 2 and q.expected_wait() == pytest.approx(2 * 3 / 8)  # 2 ahead
+    assert q.need_s([GREEDY]) == pytest.approx(greedy_s)
     with pytest.raises(Overloaded) as exc:
-        q.admit(budget_s=4.5)  # 0.75 s of wait + its pass at SLACK x 2 s > 4.5 s
-    # Retry-After: what is queued (2) and running (4) drains at 4 per second
-    assert exc.value.headers["Retry-After"] == "2" and q.pending == 2
-    with pytest.raises(Overloaded):  # a request that may escalate needs two passes
-        q.admit(budget_s=5.0, passes=2)
-    q.admit(budget_s=5.0)
+        q.admit(budget_s=0.75 + greedy_s - 0.1, passes=[GREEDY])
+    # Retry-After: 2 queued and 4 running, 3 tokens each, at 8 tokens/s
+    assert exc.value.headers["Retry-After"] == "3" and q.pending == 2
+    with pytest.raises(Overloaded):  # one that may escalate needs its samples' time too
+        q.admit(budget_s=0.75 + greedy_s + 0.1, passes=[GREEDY, SAMPLES])
+    q.admit(budget_s=0.75 + greedy_s + 0.1, passes=[GREEDY])
     assert q.pending == 3
 
 
 def test_admission_refuses_beyond_queue_max_and_never_on_an_idle_engine() -> None:
     q = _busy_queue()
     for _ in range(3):
-        q.admit(budget_s=60.0)
+        q.admit(budget_s=60.0, passes=[GREEDY])
     with pytest.raises(Overloaded, match="queue_max"):
-        q.admit(budget_s=60.0)
-    idle = EngineQueue(capacity=4, queue_max=3)
-    idle.drain = q.drain
-    idle.admit(budget_s=0.001)  # nothing to wait for: its own budget is its own business
+        q.admit(budget_s=60.0, passes=[GREEDY])
+    idle = EngineQueue(capacity=4, queue_max=3, speed=q.speed)
+    idle.admit(budget_s=0.001, passes=[GREEDY, SAMPLES])  # its budget is its own business
     assert idle.pending == 1
+
+
+def test_the_limit_follows_the_engines_saturation_point_above_a_floor() -> None:
+    q = EngineQueue(capacity=32, queue_max=8, floor=11)
+    assert q.limit == 32  # not seen saturated: the configured capacity
+    q.speed = Speed(total=80.0, single=10.0)  # saturates at 8 sequences
+    assert q.limit == 16  # twice the knee: more would only lengthen every pass
+    q.speed = Speed(total=30.0, single=10.0)
+    assert q.limit == 11  # never below one escalation and a greedy pass
+    q.speed = Speed(total=1000.0, single=10.0)
+    assert q.limit == 32  # never above CANDOR_ENGINE_SEQUENCES
+
+
+def test_planned_passes_follow_the_stages_that_call_the_engine() -> None:
+    assert planned_passes(0, 24, 10, 16) == [Pass(1, 24, NEW)]
+    assert planned_passes(2, 24, 10, 16) == [Pass(1, 24, NEW), Pass(10, 16, ESCALATION)]
+    assert planned_passes(3, 8, 10, 16)[1:] == [Pass(10, 8, ESCALATION),
+                                               Pass(1, 1, ESCALATION)]
+
+
+async def test_a_busy_engine_never_starts_an_escalation_that_cannot_finish_in_time() -> None:
+    q = EngineQueue(capacity=8, queue_max=8)
+    q.speed = Speed(total=8.0, single=4.0, typical={NEW: 3.0, ESCALATION: 3.0})
+    gate = GatedEngine(FakeEngine(), q)
+    msgs = [ChatMessage("user", "q")]
+    async with admitted(q, budget_s=2.0, plan=[GREEDY, SAMPLES]) as ticket:
+        await gate.generate(msgs, GenParams(max_tokens=7), "greedy")  # alone: it runs
+        assert ticket.plan == [SAMPLES]
+        q.speed = Speed(total=8.0, single=4.0, typical={NEW: 3.0, ESCALATION: 3.0})
+        await q.acquire(3, NEW)  # others now run: 4 samples would take ~5.5 s of 2
+        with pytest.raises(TimeoutError):
+            await gate.generate(msgs, GenParams(n=4, max_tokens=7, temperature=1.0), "s")
+        assert q.running == 3 and q.waiting == 0  # nothing of it was started
+    q.release(3)
 
 
 async def test_a_request_that_cannot_start_in_its_budget_gets_429_not_a_timeout() -> None:
@@ -128,15 +176,15 @@ async def test_a_request_that_cannot_start_in_its_budget_gets_429_not_a_timeout(
     msgs = [ChatMessage("user", "What is 2 + 2?")]
     await q.acquire(1, NEW)  # the engine is busy
     with pytest.raises(Overloaded, match="within its budget") as exc:
-        async with admitted(q, budget_s=0.2):
+        async with admitted(q, budget_s=0.2, plan=[GREEDY]):
             await gate.generate(msgs, GenParams(), "r1")
     assert "Retry-After" in exc.value.headers
     assert q.pending == 0 and q.waiting == 0 and q.running == 1
     q.release(1)
-    async with admitted(q, budget_s=0.2) as ticket:  # free again: it runs
+    async with admitted(q, budget_s=0.2, plan=[GREEDY]) as ticket:  # free again: it runs
         await gate.generate(msgs, GenParams(), "r2")
         assert ticket.calls == 1 and not ticket.pending
-    assert q.running == 0 and q.drain.rate is not None
+    assert q.running == 0 and q.speed.measured
 
 
 async def test_a_requests_later_calls_are_escalations() -> None:
@@ -148,7 +196,7 @@ async def test_a_requests_later_calls_are_escalations() -> None:
     log: list[str] = []
 
     async def request(name: str) -> None:
-        async with admitted(q, budget_s=60.0):
+        async with admitted(q, budget_s=60.0, plan=[GREEDY, SAMPLES]):
             await gate.generate(msgs, GenParams(), f"{name}-greedy")
             log.append(f"{name} greedy")
             await gate.generate(msgs, GenParams(n=2, temperature=1.0), f"{name}-samples")
@@ -168,10 +216,10 @@ async def test_a_requests_later_calls_are_escalations() -> None:
 async def test_an_ended_request_that_never_called_the_engine_leaves_no_pending() -> None:
     q = EngineQueue(capacity=2, queue_max=1)
     with pytest.raises(ValueError):
-        async with admitted(q, budget_s=1.0):
+        async with admitted(q, budget_s=1.0, plan=[GREEDY]):
             raise ValueError("bad input, found before the greedy pass")
     assert q.pending == 0
-    async with admitted(q, budget_s=1.0):  # the one queue place is free again
+    async with admitted(q, budget_s=1.0, plan=[GREEDY]):  # the one queue place is free
         pass
 
 
@@ -242,6 +290,7 @@ def test_pools_and_queue_from_settings() -> None:
     assert state.limiters["answers"].ceiling is None  # the queue admits answers
     assert state.limiters["feedback"].ceiling == Settings().max_inflight_feedback
     assert state.queue is not None and (state.queue.capacity, state.queue.queue_max) == (12, 5)
+    assert state.queue.floor == Settings().samples_n + 1
     assert metrics.registry.get_sample_value("candor_admission_limit", {"pool": "score"}) == 6
     assert metrics.registry.get_sample_value("candor_engine_sequences",
                                              {"state": "running"}) == 0

@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from service.admission.queue import NEW, EngineQueue
+from service.admission.queue import EngineQueue
+from service.admission.speed import NEW, Pass
 from service.errors import Draining
 from tests.servers import REPO, free_port
 
@@ -111,7 +112,7 @@ async def test_closing_the_queue_refuses_new_and_queued_first_calls_only() -> No
     with pytest.raises(Draining):
         await first
     with pytest.raises(Draining):
-        q.admit(budget_s=60)
+        q.admit(budget_s=60, passes=[Pass(1, 8)])
     assert not escalation.done() and q.waiting == 1  # it goes on
     q.release(1)
     assert await escalation == 1 and q.running == 2
