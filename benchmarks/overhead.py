@@ -12,7 +12,7 @@ and the whole sweep twice (ABCABC) so drift hits every side. Prints p50/p95
 latency, throughput and the ratios. Targets: p50 ratio <= 1.05 and throughput ratio
 >= 0.95 against raw; the scope test adds <= 5 % to the p50.
 
-    .venv/bin/python benchmarks/overhead.py [--max-tokens 24] [--rounds 2]
+    .venv/bin/python benchmarks/overhead.py [--max-tokens 24] [--rounds 2] [--questions 32]
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ QUESTIONS += [f"What is {a} * {b}?" for a, b in zip(range(2, 18), range(3, 19), 
 QUESTIONS = QUESTIONS[:32]
 
 
-async def main(max_tokens: int, rounds: int) -> None:
+async def main(max_tokens: int, rounds: int, n_questions: int) -> None:
+    questions = QUESTIONS[:n_questions]
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
@@ -85,7 +86,7 @@ async def main(max_tokens: int, rounds: int) -> None:
             for conc in (1, 8):
                 for name, fn in (("raw vLLM", raw), ("candor stage 0", candor),
                                  ("candor + scope", candor_scope)):
-                    run = await timed(f"{name} c={conc} r{rnd}", QUESTIONS, conc, fn)
+                    run = await timed(f"{name} c={conc} r{rnd}", questions, conc, fn)
                     print(run.line(), flush=True)
                     results.setdefault((name, conc), []).append(run)
     await served.stop()
@@ -114,5 +115,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--max-tokens", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--questions", type=int, default=len(QUESTIONS),
+                    help="how many of the questions each run asks (a quick check: 8)")
     a = ap.parse_args()
-    asyncio.run(main(a.max_tokens, a.rounds))
+    asyncio.run(main(a.max_tokens, a.rounds, max(1, a.questions)))

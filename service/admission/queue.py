@@ -72,7 +72,7 @@ class EngineQueue:
     running: int = 0  # sequences running now
     pending: int = 0  # admitted requests whose first call has not started
     closed: Callable[[], CandorError] | None = None  # draining: new and queued get this
-    clock: Callable[[], float] = time.monotonic  # the event loop's clock too
+    clock: Callable[[], float] = time.monotonic  # tickets' deadlines are on it too
     _guards: list[Guard] = field(default_factory=list)
     _heap: list[_Waiter] = field(default_factory=list)
     _order: itertools.count[int] = field(default_factory=itertools.count)
