@@ -16,7 +16,7 @@ from service.admission.gate import admitted, planned_passes
 from service.calibration.artifact import CalibratedModel
 from service.calibration.pinning import ServingSettings, serving_settings
 from service.calibration.profiles import parse_sources, screen
-from service.cascade.plan import budget_ms_for
+from service.cascade.plan import budget_ms_for, max_stage_for
 from service.cascade.profiles import Profiles
 from service.cascade.providers import EarlyStopSampling, OnDelta, Providers
 from service.cascade.runner import Answered, Cascade
@@ -184,9 +184,8 @@ class CandorState:
         if self.queue is None:
             return contextlib.nullcontext()
         s = self.settings
-        max_stage = min(s.max_stage, req.policy.max_stage
-                        if req.policy.max_stage is not None else s.max_stage)
-        plan = planned_passes(max_stage, req.max_tokens or s.max_tokens_limit, s.samples_n,
+        plan = planned_passes(max_stage_for(req.policy, s), req.max_tokens or s.max_tokens_limit,
+                              s.samples_n,
                               s.sample_max_tokens)  # tokens: capped by what passes generate
         return admitted(self.queue, budget_ms_for(req, s) / 1000.0, plan)
 

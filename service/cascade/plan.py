@@ -70,10 +70,15 @@ def max_tokens_for(requested: int | None, model: ConfidenceModel, settings: Sett
     return max_tokens
 
 
+def max_stage_for(policy: schemas.PolicyIn, settings: Settings) -> int:
+    """The last stage a request may run: its own ``max_stage``, at most the server's."""
+    asked = policy.max_stage if policy.max_stage is not None else MAX_STAGE
+    return min(settings.max_stage, asked)
+
+
 def stage_bounds(policy: schemas.PolicyIn, model: ConfidenceModel, settings: Settings,
                  n_stages: int, audit: bool) -> StageBounds:
-    asked = policy.max_stage if policy.max_stage is not None else MAX_STAGE
-    allowed = min(settings.max_stage, asked, n_stages - 1)
+    allowed = min(max_stage_for(policy, settings), n_stages - 1)
     # stages past the model's last own map cannot change a decision: decide there
     decide_at = allowed if policy.run_all else min(allowed, model.decision_stage)
     return StageBounds(allowed, decide_at, allowed if audit else decide_at)
