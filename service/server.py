@@ -134,12 +134,18 @@ def protocol_class(settings: Settings) -> type[CandorHttpProtocol]:
     })
 
 
+# uvicorn's own graceful-shutdown limit. The drain (service/drain.py) has already waited
+# CANDOR_DRAIN_TIMEOUT_S for running work when it stops uvicorn: what is left is writing
+# out responses that just finished, not more waiting past the operator's bound.
+GRACE_S = 2
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The ``uvicorn.run`` options of ``candor serve``: address, the protocol that bounds
     slow and idle clients, the keep-alive timeout, the graceful-shutdown limit."""
     return {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
             "http": protocol_class(settings), "timeout_keep_alive": settings.keep_alive_s,
-            "timeout_graceful_shutdown": 10}
+            "timeout_graceful_shutdown": GRACE_S}
 
 
 def serve(app: Any, settings: Settings) -> None:
