@@ -14,6 +14,7 @@ from service.config import Settings
 from service.engine.model_store import resolve_model
 from service.engine.vllm_local import VllmLocalEngine
 from service.main import create_app
+from service.server import uvicorn_options
 
 
 async def start_engine(settings: Settings) -> VllmLocalEngine:
@@ -35,7 +36,9 @@ async def serve_in_process(settings: Settings, engine: object, embedder: object 
                            port: int = 8765) -> Served:
     """Candor on loopback in this event loop, sharing ``engine`` with the raw baseline."""
     app = create_app(settings, engine=engine, embedder=embedder)  # type: ignore[arg-type]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    # as `candor serve` runs it (its protocol, keep-alive, limits), on this loopback port
+    config = uvicorn.Config(app, **{**uvicorn_options(settings), "host": "127.0.0.1",
+                                    "port": port, "log_level": "warning"})
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

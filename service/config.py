@@ -176,8 +176,11 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="The whole request body must arrive this long after "
         "its headers, else 408 request_timeout and the connection is closed.")
     keep_alive_s: float = Field(
-        default=5.0, gt=0, description="An idle keep-alive connection is closed after this "
-        "long (longer than a reverse proxy's upstream keep-alive).")
+        default=65.0, gt=0, description="An idle keep-alive connection is closed after this "
+        "long. Longer than the clients' own idle expiry (httpx and the OpenAI SDK: 5 s; "
+        "nginx upstream and AWS ALB: 60 s), so a client never sends a request on a "
+        "connection Candor is closing (a dropped request); idle connections stay bounded "
+        "by max_connections.")
     max_connections: int = Field(
         default=512, ge=1, description="Open connections. Beyond it a new connection closes "
         "the oldest idle one (waiting for its headers or between requests); when none is "

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 _TRANSPORT_RETRY = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
                     httpx.PoolTimeout)
 _STATUS_RETRY = frozenset({502, 503, 504})
+KEEPALIVE_EXPIRY_S = 3.0  # below vLLM's keep-alive (VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s)
 
 
 class _Retry(Exception):
@@ -84,7 +85,10 @@ class OpenAIRemoteEngine:
         self._client = httpx.AsyncClient(
             headers=headers, transport=transport,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+            # idle connections expire before vLLM's own 5 s keep-alive closes them, so no
+            # request goes out on a connection vLLM is closing
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64,
+                                keepalive_expiry=KEEPALIVE_EXPIRY_S))
         self._rr = itertools.count()
         self._counts: OrderedDict[tuple[tuple[str, str], ...], int] = OrderedDict()
 

@@ -229,3 +229,21 @@ def test_when_every_connection_is_busy_a_new_request_gets_503(capped: Server) ->
         for s in busy:
             s.close()
     assert httpx.get(f"{capped.url}/healthz", timeout=5).status_code == 200
+
+
+def test_idle_connections_outlive_the_clients_own_pools() -> None:
+    """A client reuses a pooled connection until its own idle expiry. A server that closes
+    idle connections at that same moment (uvicorn's 5 s against httpx's 5 s) now and then
+    gets a request on a connection it is closing, and the request is lost (1 of 72 in the
+    load benchmark's overload phase). So Candor keeps idle connections longer than httpx,
+    the OpenAI SDK and a proxy's 60 s, and its own pool to vLLM lets them go before
+    vLLM's 5 s keep-alive does."""
+    import openai
+
+    from service.config import Settings
+    from service.engine.openai_remote import KEEPALIVE_EXPIRY_S
+
+    clients = (httpx.Limits().keepalive_expiry, openai.DEFAULT_CONNECTION_LIMITS.keepalive_expiry,
+               60.0)
+    assert all(c is not None and Settings().keep_alive_s > c for c in clients), clients
+    assert KEEPALIVE_EXPIRY_S < 5  # vLLM's VLLM_HTTP_TIMEOUT_KEEP_ALIVE default
