@@ -34,6 +34,7 @@ class Tally:
     reasons: Counter[str] = field(default_factory=Counter)
     no_retry_after: int = 0
     dropped: int = 0
+    dropped_by: Counter[str] = field(default_factory=Counter)  # the client's exception
     sent: int = 0
     wall: float = 0.0
     failed: int = 0  # SDK calls that raised on an HTTP error after its retries
@@ -45,14 +46,19 @@ class Tally:
         if r.status_code == 429 and not r.headers.get("retry-after", "").isdigit():
             self.no_retry_after += 1
 
+    def drop(self, exc: Exception) -> None:
+        """A request lost with its connection (or past the client's timeout)."""
+        self.dropped += 1
+        self.dropped_by[f"{type(exc).__name__}: {exc}"[:120]] += 1
+
     async def post(self, c: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
         """One request, no retries; a transport error or client timeout counts as dropped."""
         self.sent += 1
         start = time.perf_counter()
         try:
             r = await c.post(path, json=body)
-        except httpx.TransportError:
-            self.dropped += 1
+        except httpx.TransportError as exc:
+            self.drop(exc)
             return
         self.response(r)
         ms = round((time.perf_counter() - start) * 1000)
@@ -82,7 +88,8 @@ class Tally:
         return {"side": self.name, "sent": self.sent, "ok": len(self.ok),
                 "status": {str(k): v for k, v in sorted(self.codes.items())},
                 "failed": self.failed, "no_retry_after": self.no_retry_after,
-                "dropped": self.dropped, "rps": round(self.rps, 3),
+                "dropped": self.dropped, "dropped_by": dict(self.dropped_by),
+                "rps": round(self.rps, 3),
                 "p50_ms": _ms(self.pct(0.5)), "p99_ms": _ms(self.pct(0.99)),
                 "p99_ms_in_time": _ms(self.pct(0.99, self.in_time)),
                 "reasons": dict(self.reasons), "missed": dict(sorted(self.missed.items()))}

@@ -112,8 +112,8 @@ async def three_sides(engine: Any, settings: Settings, url: str, conc: int,
             except openai.APIStatusError:
                 sdk.failed += 1
                 return
-            except openai.APIConnectionError:
-                sdk.dropped += 1
+            except openai.APIConnectionError as exc:
+                sdk.drop(exc)
                 return
             sdk.ok.append(time.perf_counter() - t0)
 
