@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     print(out.choices[0].message.content)
     print(f"confidence={unc['confidence']:.2f} decision={unc['decision']} "
           f"stage={unc['stage_reached']} calibrated={unc['calibrated']} id={out.id}")
-    return 3 if unc["abstained"] else 0
+    # OpenAI's convention for a model that declines: `refusal` is set only on abstention
+    return 3 if out.choices[0].message.refusal else 0
 
 
 def stream(client: OpenAI, model: str, args: argparse.Namespace) -> int:

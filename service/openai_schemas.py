@@ -162,6 +162,10 @@ class ChatCompletionRequest(_OpenAIModel):
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    refusal: str | None = Field(
+        default=None, description="On abstention the abstention message (also the content): "
+        "OpenAI's field for a model that declines, so an OpenAI client detects an abstention "
+        "without reading uncertainty. null when Candor answers.")
 
 
 class ChatChoice(BaseModel):
@@ -230,9 +234,10 @@ def to_chat_response(resp: AnswerResponse, abstain_message: str,
                      max_tokens: int) -> ChatCompletionResponse:
     """The OpenAI response: the answer, or the abstention message when the cascade abstains."""
     content = abstain_message if resp.abstained else resp.answer
+    refusal = abstain_message if resp.abstained else None
     return ChatCompletionResponse(
         id=resp.id, created=int(time.time()), model=resp.model,
-        choices=[ChatChoice(message=ChatMessageOut(content=content),
+        choices=[ChatChoice(message=ChatMessageOut(content=content, refusal=refusal),
                             finish_reason=finish_reason(resp, max_tokens))],
         usage=resp.usage, uncertainty=resp,
     )
@@ -254,7 +259,8 @@ def final_chunk(chat: ChatCompletionResponse, created: int | None = None,
     delta: dict[str, Any] = {}
     if live_text_sent is not None and chat.uncertainty.abstained:
         sep = "\n\n" if live_text_sent else ""
-        delta = {"content": sep + chat.choices[0].message.content}
+        message = chat.choices[0].message
+        delta = {"content": sep + message.content, "refusal": message.refusal}
     out = chunk(chat.id, chat.created if created is None else created, chat.model, delta,
                 chat.choices[0].finish_reason)
     return {**out, "usage": chat.usage.model_dump(), "uncertainty": chat.uncertainty.model_dump()}
@@ -263,6 +269,8 @@ def final_chunk(chat: ChatCompletionResponse, created: int | None = None,
 def to_stream_chunks(chat: ChatCompletionResponse) -> list[dict[str, Any]]:
     """Guarded ``stream=true``: the vetted text (the answer or the abstention message) in
     one chunk, then the final chunk (the cascade decides before anything is sent)."""
+    message = chat.choices[0].message
     first = chunk(chat.id, chat.created, chat.model,
-                  {"role": "assistant", "content": chat.choices[0].message.content})
+                  {"role": "assistant", "content": message.content,
+                   **({"refusal": message.refusal} if message.refusal else {})})
     return [first, final_chunk(chat)]

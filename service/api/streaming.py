@@ -25,6 +25,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from service.api.errors import error_body
+from service.api.headers import answer_headers, live_headers
 from service.cascade.runner import Answered
 from service.engine.protocol import TextDelta
 from service.errors import CandorError
@@ -140,8 +141,10 @@ async def chat_stream(state: CandorState, req: AnswerRequest, mode: str,
     if mode == "guarded":
         out = await state.answer(req, endpoint=endpoint)
         chat = to_chat_response(out.response, abstain_message, out.plan.max_tokens)
-        return ClosingStreamingResponse(guarded(chat), media_type="text/event-stream")
+        return ClosingStreamingResponse(guarded(chat), media_type="text/event-stream",
+                                        headers=answer_headers(out.response))
     run = LiveRun(state, req, endpoint)
     await run.start()
     return ClosingStreamingResponse(live(run, state.settings.model_name, abstain_message),
-                                    media_type="text/event-stream")
+                                    media_type="text/event-stream",
+                                    headers=live_headers(run.rid))

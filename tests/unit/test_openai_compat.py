@@ -41,7 +41,7 @@ def test_confident_answer_is_an_openai_completion(client: TestClient) -> None:
     body = r.json()
     assert body["object"] == "chat.completion" and body["model"] == "SmolLM2-135M-Instruct"
     choice = body["choices"][0]
-    assert choice["message"] == {"role": "assistant", "content": "Paris"}
+    assert choice["message"] == {"role": "assistant", "content": "Paris", "refusal": None}
     assert choice["finish_reason"] == "stop"
     unc = body["uncertainty"]
     assert unc["decision"] == "answer" and unc["abstained"] is False
