@@ -30,10 +30,12 @@ def human_queue(question: object) -> AIMessage:
                      response_metadata={"abstained": True, "escalated": True})
 
 
-def report(msg: BaseMessage) -> int:
+def report(msg: BaseMessage, echo: bool = True) -> int:
+    """Print the answer (unless streamed already) and the verdict; the exit code."""
     meta = msg.response_metadata
     unc = meta.get("uncertainty") or {}
-    print(msg.content)
+    if echo:
+        print(msg.content)
     if unc:
         print(f"confidence={unc['confidence']:.2f} decision={unc['decision']} "
               f"stage={unc['stage_reached']} calibrated={unc['calibrated']} id={unc['id']}")
@@ -67,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         merged = chunk if merged is None else merged + chunk
     print()
     assert merged is not None
-    merged.content = ""  # printed already; report prints the verdict
-    return report(merged)
+    return report(merged, echo=False)
 
 
 if __name__ == "__main__":

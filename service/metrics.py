@@ -298,10 +298,10 @@ class Metrics:
         self.scope.labels(**self._scope_labels(resp.scope)).inc()
 
     def _scope_labels(self, scope: schemas.ScopeReport) -> dict[str, str]:
-        if not scope.tested or scope.in_scope is None:
+        if scope.outcome == "untested":
             return {"profile": NO_PROFILE, "in_scope": "untested"}
         profile = scope.profile if scope.profile in self._scope_profiles else OTHER
-        return {"profile": profile, "in_scope": "true" if scope.in_scope else "false"}
+        return {"profile": profile, "in_scope": "true" if scope.outcome == "in" else "false"}
 
     def observe_feedback(self, audited: bool) -> None:
         self.feedback.labels(audited="true" if audited else "false").inc()

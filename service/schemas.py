@@ -153,6 +153,13 @@ class ScopeReport(BaseModel):
         default_factory=dict, description="Request-side p-value of each profile considered "
         "(routing picks the largest that passes).")
 
+    @property
+    def outcome(self) -> Literal["in", "out", "untested"]:
+        """The test's verdict in one word (the metrics' label, the ``Candor-Scope`` header)."""
+        if not self.tested or self.in_scope is None:
+            return "untested"
+        return "in" if self.in_scope else "out"
+
 
 class CalibrationRef(BaseModel):
     calibrated: bool

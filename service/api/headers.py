@@ -10,9 +10,7 @@ reach almost no client). A header is absent where its value would be null: in pa
 
 from __future__ import annotations
 
-from service.schemas import AnswerResponse, CalibrationRef, ScopeReport, ScoreResponse
-
-PREFIX = "Candor-"
+from service.schemas import AnswerResponse, CalibrationRef, ScoreResponse
 
 
 def _text(value: str) -> str:
@@ -24,13 +22,6 @@ def _text(value: str) -> str:
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
-
-
-def _scope(scope: ScopeReport) -> str:
-    """``in``, ``out`` or ``untested``."""
-    if not scope.tested or scope.in_scope is None:
-        return "untested"
-    return "in" if scope.in_scope else "out"
 
 
 def _promise(cal: CalibrationRef) -> dict[str, str]:
@@ -51,7 +42,7 @@ def answer_headers(resp: AnswerResponse) -> dict[str, str]:
         "Candor-Decision": resp.decision,
         "Candor-Confidence": f"{resp.confidence:.4f}",
         "Candor-Stage": str(resp.stage_reached),
-        "Candor-Scope": _scope(resp.scope),
+        "Candor-Scope": resp.scope.outcome,
         "Candor-Audit": _flag(resp.audit),
         **_promise(resp.calibration),
     }
@@ -62,7 +53,7 @@ def answer_headers(resp: AnswerResponse) -> dict[str, str]:
 
 def score_headers(resp: ScoreResponse) -> dict[str, str]:
     """The headers of ``/v1/score`` (no decision: nothing was generated)."""
-    out = {"Candor-Calibrated": _flag(resp.calibrated), "Candor-Scope": _scope(resp.scope)}
+    out = {"Candor-Calibrated": _flag(resp.calibrated), "Candor-Scope": resp.scope.outcome}
     if resp.confidence is not None:
         out["Candor-Confidence"] = f"{resp.confidence:.4f}"
     if resp.profile is not None:
