@@ -150,6 +150,9 @@ class ChatCompletionRequest(_OpenAIModel):
     policy: PolicyIn = Field(default_factory=PolicyIn)
     task: Task = "auto"
     context: Text | None = None
+    claims: Bool = Field(
+        default=False, description="Claims mode (as /v1/answer's claims): uncertainty.claims "
+        "lists the answer's claims with their confidences and the claim-level promise.")
 
     def not_implemented(self, prefix: str = "") -> Iterator[str]:
         yield from super().not_implemented(prefix)
@@ -218,6 +221,7 @@ def to_answer_request(req: ChatCompletionRequest) -> AnswerRequest:
             question=question, system="\n\n".join(s for s in system if s) or None,
             context=req.context, task=req.task,
             max_tokens=req.max_completion_tokens or req.max_tokens, policy=req.policy,
+            claims=req.claims,
         )
     except ValidationError as exc:  # a rule of /v1/answer the chat schema does not carry
         first = exc.errors()[0]

@@ -84,6 +84,10 @@ class AnswerRequest(_Strict):
     return_logprobs: Bool = Field(
         default=False, description="Include the greedy answer's per-token log-probabilities."
     )
+    claims: Bool = Field(
+        default=False, description="Claims mode: split the answer into claims, each with its "
+        "own confidence, and keep those the claim-level promise covers (docs/claims.md). "
+        "Claims use the stage-1 samples when the request may reach stage 1.")
 
     @field_validator("question")
     @classmethod
@@ -173,6 +177,50 @@ class CalibrationRef(BaseModel):
         default=None, description="Why no promise applies (null when target_risk is set).")
 
 
+class ClaimSignals(BaseModel):
+    """A claim's raw signals (docs/claims.md)."""
+
+    claim_mean_nll: float | None = Field(
+        default=None, description="Mean negative log-likelihood of the greedy tokens of the "
+        "claim's span (nats).")
+    claim_min_token_prob: float | None = None
+    claim_token_entropy: float | None = None
+    claim_n_tokens: int = 0
+    support: float | None = Field(
+        default=None, description="Share of the stage-1 samples stating the same claim; null: "
+        "no samples were drawn.")
+
+
+class Claim(BaseModel):
+    text: str
+    span: tuple[int, int] = Field(description="[start, end) of the claim in `answer` "
+                                  "(characters).")
+    part: int | None = Field(default=None, description="The number of an enumerated part "
+                             "(`2)` -> 2); null for sentences and bullets.")
+    confidence: float = Field(ge=0, le=1)
+    kept: bool = Field(description="The claim is in `claims.answer`.")
+    signals: ClaimSignals
+
+
+class ClaimsReport(BaseModel):
+    """Claims mode (``claims: true``): the answer's claims and the claim-level promise."""
+
+    items: list[Claim]
+    answer: str = Field(description="The answer with only the kept claims (\"\": none kept).")
+    splitter: str = Field(description="How the answer was split (rules: docs/claims.md).")
+    calibrated: bool = Field(description="The claim confidences come from a calibrated claim "
+                             "map.")
+    id: str | None = Field(default=None, description="The claim calibration's id.")
+    threshold: float | None = Field(default=None, description="Claims with confidence >= this "
+                                    "are kept; null: every claim is kept.")
+    target_risk: float | None = Field(
+        default=None, description="The promise: with probability >= 1 - delta, at most this "
+        "share of answers served this way keep a wrong claim. null: no claim-level promise.")
+    delta: float | None = None
+    reason: str | None = Field(default=None, description="Why no claim-level promise applies "
+                               "(null when target_risk is set).")
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -205,6 +253,7 @@ class AnswerResponse(BaseModel):
     audit_rate: float = Field(default=0.0, description="The audit rate this request was drawn at.")
     samples: list[Sample] | None = None
     logprobs: list[TokenLogprob] | None = None
+    claims: ClaimsReport | None = Field(default=None, description="Claims mode only.")
     usage: Usage
 
 

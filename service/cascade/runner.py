@@ -20,6 +20,8 @@ from service.cascade.policy import Action, ConfidenceModel, PolicyChoice
 from service.cascade.profiles import Profiles
 from service.cascade.providers import OnDelta, Providers, TokenMeter
 from service.cascade.stages import Stage
+from service.claims.assess import ClaimInputs, assess
+from service.claims.split import RuleSplitter, Splitter
 from service.config import Settings
 from service.engine.protocol import Completion, Generation
 from service.errors import DeadlineExceeded
@@ -42,6 +44,7 @@ class Cascade:
     profiles: Profiles[ConfidenceModel]
     settings: Settings
     follow_pins: bool = True  # no max_tokens: the profile's pin (CANDOR_DEFAULT_MAX_TOKENS unset)
+    splitter: Splitter = RuleSplitter()  # claims mode (service/claims/)
 
     async def plan(self, req: schemas.AnswerRequest) -> Plan:
         """Route the request to its profile by scope, then fix its plan (``make_plan``)."""
@@ -66,7 +69,24 @@ class Cascade:
         loop = StageLoop(plan, choice.policy, forced, self._context(req, plan, comp, meter),
                          meter, g_ms, comp.n_tokens)
         await loop.run(self.stages)
-        return Answered(plan, self._response(req, plan, choice, scope, loop, greedy))
+        claims = await self._claims(req, plan, comp, loop.ctx) if req.claims else None
+        return Answered(plan, self._response(req, plan, choice, scope, loop, greedy, claims))
+
+    async def _claims(self, req: schemas.AnswerRequest, plan: Plan, comp: Completion,
+                      ctx: SignalContext) -> schemas.ClaimsReport:
+        """Claims mode: the stage-1 samples (drawn now if the stage loop stopped before them
+        and the request may reach stage 1) give each claim its support."""
+        samples = ctx.samples
+        if samples is None and plan.stages.allowed >= 1 and ctx.has("samples"):
+            try:
+                async with asyncio.timeout_at(loop_deadline(plan.deadline)):
+                    samples = await ctx.get_samples()
+            except TimeoutError:
+                samples = None  # the budget ran out: token signals only
+        embed = self.providers.embed if plan.stages.allowed >= 2 else None
+        return await assess(ClaimInputs(req.question, comp.text, comp.tokens, plan.task,
+                                        samples, embed, self.settings.cluster_similarity),
+                            self.splitter)
 
     async def _greedy(self, plan: Plan, on_delta: OnDelta | None) -> Generation:
         try:
@@ -90,8 +110,8 @@ class Cascade:
             context=req.context, **providers)
 
     def _response(self, req: schemas.AnswerRequest, plan: Plan, choice: PolicyChoice,
-                  scope: schemas.ScopeReport, loop: StageLoop,
-                  greedy: Generation) -> schemas.AnswerResponse:
+                  scope: schemas.ScopeReport, loop: StageLoop, greedy: Generation,
+                  claims: schemas.ClaimsReport | None) -> schemas.AnswerResponse:
         comp, model, trace = greedy.completions[0], plan.model, loop.trace
         decided = loop.decided
         assert decided is not None, "the stage loop always decides"
@@ -118,6 +138,7 @@ class Cascade:
                                      top_logprobs=list(t.top_logprobs))
                 for t in comp.tokens
             ] if req.return_logprobs else None,
+            claims=claims,
             usage=schemas.Usage(
                 prompt_tokens=greedy.prompt_tokens, completion_tokens=completion,
                 total_tokens=greedy.prompt_tokens + completion,

@@ -118,12 +118,21 @@ class DecisionLog:
             "audit": int(resp.audit), "audit_rate": resp.audit_rate,
             "serving": None if serving is None else self._serving(serving, req, max_tokens),
             "scope": resp.scope.model_dump_json(),
+            "claims": None if resp.claims is None else self._claims(resp.claims),
         }
         try:
             self._q.put_nowait(("decision", row))
         except queue.Full:
             self._drop(1)
             log.warning("decision log queue full; dropped %s (%d so far)", resp.id, self.dropped)
+
+    def _claims(self, claims: schemas.ClaimsReport) -> str:
+        """Claims mode's report as logged: the claims' texts (and the kept answer) only with
+        ``log_text``; spans, parts, confidences, signals and what was kept always."""
+        if self.log_text:
+            return claims.model_dump_json()
+        return claims.model_dump_json(exclude={"answer": True,
+                                               "items": {"__all__": {"text"}}})
 
     def _serving(self, serving: ServingSettings, req: schemas.AnswerRequest,
                  max_tokens: int | None) -> str:

@@ -29,6 +29,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("profile", "TEXT"), ("target_risk", "REAL"), ("audit", "INTEGER"), ("audit_rate", "REAL"),
     ("serving", "TEXT"),  # JSON: the serving settings of this decision (calibration/pinning.py)
     ("scope", "TEXT"),  # JSON: the scope test's report (schemas.ScopeReport)
+    ("claims", "TEXT"),  # JSON: claims mode's report (schemas.ClaimsReport; texts if log_text)
     ("label", "INTEGER"), ("label_ts", "REAL"),
     ("labeller", "TEXT"),  # who sent the label: "key:<fingerprint>" or "anonymous"
 )

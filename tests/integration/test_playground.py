@@ -5,10 +5,10 @@ Debian's Chromium (``make chromium``; path from ``CANDOR_CHROMIUM``, default
 Playwright's own browser download is never used. A missing browser fails with one line.
 
 One short question (max_tokens 8, stages 0-1, run_all so both stage bars and the sample
-clusters show): type, submit, read the rendered answer and stage bars against the JSON
-the page received, check the key is sent as a bearer token, and that nothing overflows
-a phone-width screen. ``CANDOR_PLAYGROUND_SCREENSHOTS=docs/img`` also writes the
-screenshots the README shows.
+clusters show, claims mode so the claims show): type, submit, read the rendered answer,
+stage bars and claims against the JSON the page received, check the key is sent as a
+bearer token, and that nothing overflows a phone-width screen.
+``CANDOR_PLAYGROUND_SCREENSHOTS=docs/img`` also writes the screenshots the README shows.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def test_playground_answers_in_a_browser(browser: Any, live_server: LiveServer,
     page.select_option("#max_stage", "1")
     page.fill("#max_tokens", "8")
     page.check("#run_all")
+    page.check("#claims")
     page.click("#auth summary")
     page.fill("#api_key", "sk-playground")
     with page.expect_response("**/v1/answer", timeout=120_000) as got:
@@ -71,7 +72,8 @@ def test_playground_answers_in_a_browser(browser: Any, live_server: LiveServer,
     resp = got.value
     sent = resp.request
     assert sent.headers["authorization"] == "Bearer sk-playground"
-    assert json.loads(sent.post_data or "{}")["policy"] == {"max_stage": 1, "run_all": True}
+    sent_body = json.loads(sent.post_data or "{}")
+    assert sent_body["policy"] == {"max_stage": 1, "run_all": True} and sent_body["claims"]
     body = resp.json()
     page.wait_for_selector("#result:not([hidden])")
 
@@ -94,6 +96,13 @@ def test_playground_answers_in_a_browser(browser: Any, live_server: LiveServer,
         assert f"{verdict} {scope['profile']} (p = " in (page.text_content("#scope") or "")
     else:
         assert page.is_hidden("#scope-row") == (not body["calibrated"])
+    claims = page.query_selector_all("#claims-list .claim")  # claims mode: kept or dropped
+    assert [c.query_selector(".text").inner_text() for c in claims] == [
+        c["text"] for c in body["claims"]["items"]]
+    assert [c.query_selector(".tag").inner_text() for c in claims] == [
+        "kept" if c["kept"] else "dropped" for c in body["claims"]["items"]]
+    assert "No claim-level promise. Uncalibrated:" in (page.text_content("#claims-promise")
+                                                       or "")
     shot = screenshot(page, tmp_path, "playground.png")
     assert shot.stat().st_size > 10_000
 

@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("contract", ("service", "service.errors", "service.api_types", "service.config",
                   "service.schemas", "service.openai_schemas", "service.audit",
                   "service.engine.protocol")),
-    ("domain", ("service.signals", "service.labelled", "service.engine")),
+    ("domain", ("service.signals", "service.claims", "service.labelled", "service.engine")),
     ("cascade", ("service.cascade",)),
     ("calibration", ("service.calibration", "service.eval")),
     ("runtime", ("service.metrics", "service.monitoring", "service.decisions",
@@ -45,7 +45,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 PURPOSE = {
     "vocabulary": "the shared words: stages, tasks, decisions, abstain reasons, why no promise",
     "contract": "errors, settings, the API's request and response models, the engine protocol",
-    "domain": "uncertainty signals, labelled data and graders, the engines",
+    "domain": "uncertainty signals, claims, labelled data and graders, the engines",
     "cascade": "profiles and routing, the request plan, the stage loop, the policy",
     "calibration": "fitting, Learn-then-Test, artifacts, scope tests; evaluation reports",
     "runtime": "the app state: engine lifecycle, admission, decision log, monitors, metrics",

@@ -68,6 +68,28 @@ def test_log_text_stores_question_and_answer(tmp_path: Path) -> None:
     assert e["question"] == "what is 2+2?" and e["answer"] == "The answer is 4."
 
 
+@pytest.mark.parametrize("log_text", [False, True])
+def test_claims_are_logged_with_their_texts_only_under_log_text(tmp_path: Path,
+                                                                log_text: bool) -> None:
+    with client(tmp_path, log_text=log_text) as c:
+        out = c.post("/v1/answer", json={"question": "secret?", "claims": True}).json()
+        plain = c.post("/v1/answer", json={"question": "plain?"}).json()
+        for rid in (out["id"], plain["id"]):
+            c.post("/v1/feedback", json={"id": rid, "correct": True})
+    first, second = labelled_entries(tmp_path / "d.sqlite")
+    assert second["claims"] is None
+    logged = json.loads(first["claims"])
+    (claim,) = logged["items"]  # "The answer is 4.": one sentence
+    assert (claim["span"], claim["kept"]) == (out["claims"]["items"][0]["span"], True)
+    assert claim["confidence"] == out["claims"]["items"][0]["confidence"]
+    assert claim["signals"] == out["claims"]["items"][0]["signals"]
+    if log_text:
+        assert claim["text"] == "The answer is 4." and logged["answer"] == "The answer is 4."
+    else:
+        assert "text" not in claim and "answer" not in logged
+        assert b"The answer is 4." not in (tmp_path / "d.sqlite").read_bytes()
+
+
 def test_feedback_without_a_log_is_404(tmp_path: Path) -> None:
     s = Settings(samples_n=2)
     with TestClient(create_app(s, engine=FakeEngine(), embedder=FakeEmbedder())) as c:

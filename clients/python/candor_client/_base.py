@@ -99,12 +99,13 @@ class Call(Generic[M]):
 
 def answer_call(question: str, *, context: str | None, system: str | None, task: str,
                 max_tokens: int | None, policy: Policy | dict[str, Any] | None,
-                return_samples: bool, return_logprobs: bool) -> Call[Answer]:
+                return_samples: bool, return_logprobs: bool, claims: bool = False,
+                ) -> Call[Answer]:
     pol = Policy.model_validate(policy or {}).model_dump(exclude_defaults=True)
     return Call("POST", "/v1/answer", Answer, payload(
         question=question, context=context, system=system, task=task, max_tokens=max_tokens,
         policy=pol or None, return_samples=return_samples or None,
-        return_logprobs=return_logprobs or None))
+        return_logprobs=return_logprobs or None, claims=claims or None))
 
 
 def score_call(question: str, answer: str, *, samples: list[str] | None,

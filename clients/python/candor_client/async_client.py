@@ -42,11 +42,13 @@ class AsyncCandorClient(_base.BaseClient[httpx.AsyncClient | _http.AsyncHTTPClie
     async def answer(self, question: str, *, context: str | None = None,
                      system: str | None = None, task: str = "auto", max_tokens: int | None = None,
                      policy: Policy | dict[str, Any] | None = None, return_samples: bool = False,
-                     return_logprobs: bool = False) -> Answer:
-        """Answer with a confidence; ``Answer.abstained`` is true when Candor is unsure."""
+                     return_logprobs: bool = False, claims: bool = False) -> Answer:
+        """Answer with a confidence; ``Answer.abstained`` is true when Candor is unsure.
+        ``claims``: claims mode (``Answer.claims``: each claim's confidence, the kept ones)."""
         return await self._call(_base.answer_call(
             question, context=context, system=system, task=task, max_tokens=max_tokens,
-            policy=policy, return_samples=return_samples, return_logprobs=return_logprobs))
+            policy=policy, return_samples=return_samples, return_logprobs=return_logprobs,
+            claims=claims))
 
     async def score(self, question: str, answer: str, *, samples: list[str] | None = None,
                     token_logprobs: list[float] | None = None,

@@ -56,6 +56,15 @@ def answer_body(question: str, abstained: bool = False) -> dict[str, Any]:
     }
 
 
+# claims mode's report for the answer "Paris" (service/schemas.py ClaimsReport)
+CLAIMS = {"items": [{"text": "Paris", "span": [0, 5], "part": None, "confidence": 0.8,
+                     "kept": True, "signals": {"claim_mean_nll": 0.2, "claim_n_tokens": 1,
+                                               "support": 0.9}}],
+          "answer": "Paris", "splitter": "rules", "calibrated": False, "id": None,
+          "threshold": None, "target_risk": None, "delta": None,
+          "reason": "uncalibrated: no claim calibration is served for this profile"}
+
+
 @dataclass
 class FakeServer:
     """Routes requests; ``queue`` holds scripted responses served before the normal ones."""
@@ -88,8 +97,10 @@ class FakeServer:
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
-        return httpx.Response(200, json=answer_body(body["question"],
-                                                    abstained="unsure" in body["question"]))
+        out = answer_body(body["question"], abstained="unsure" in body["question"])
+        if body.get("claims"):
+            out["claims"] = CLAIMS
+        return httpx.Response(200, json=out)
 
     def last_json(self) -> Any:
         return json.loads(self.requests[-1].content)

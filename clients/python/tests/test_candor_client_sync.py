@@ -41,6 +41,19 @@ def test_answer_sends_only_set_fields_and_parses(server: FakeServer) -> None:
     assert ans.signals.model_extra == {"future_signal": 1.0}  # newer server fields are kept
 
 
+def test_claims_mode_is_sent_only_when_asked_and_parsed(server: FakeServer) -> None:
+    with make(server) as c:
+        plain = c.answer("capital of France?")
+        assert "claims" not in server.last_json() and plain.claims is None
+        ans = c.answer("capital of France?", claims=True)
+    assert server.last_json()["claims"] is True
+    assert ans.claims is not None and ans.claims.target_risk is None
+    (claim,) = ans.claims.items
+    assert (claim.text, claim.span, claim.kept, claim.signals.support) == (
+        "Paris", (0, 5), True, 0.9)
+    assert ans.answer[claim.span[0]:claim.span[1]] == claim.text
+
+
 def test_abstention_is_a_value_not_an_error(server: FakeServer) -> None:
     with make(server) as c:
         ans = c.answer("unsure: 17*23?")

@@ -27,6 +27,7 @@ function request() {
   if ($("max_stage").value !== "") body.policy.max_stage = Number($("max_stage").value);
   if ($("max_tokens").value !== "") body.max_tokens = Number($("max_tokens").value);
   if ($("run_all").checked) body.policy.run_all = true;
+  if ($("claims").checked) body.claims = true;
   return body;
 }
 
@@ -87,6 +88,7 @@ function render(d) {
   $("flags").textContent = flags.join(" · ");
   $("skipped").textContent = d.skipped.length ? `skipped: ${d.skipped.join("; ")}` : "";
   renderSamples(d.samples, d.answer);
+  renderClaims(d.claims);
   $("meta").textContent = `${d.id} · ${d.model} · ${d.usage.prompt_tokens} prompt + ` +
     `${d.usage.completion_tokens} completion tokens`;
 }
@@ -161,6 +163,29 @@ function renderStages(stages) {
     if (s.note) row.append(el("span", { class: "note" }, s.note));
     return row;
   }));
+}
+
+function renderClaims(claims) {
+  const card = $("claims-card");
+  card.hidden = !claims;
+  if (!claims) return;
+  $("claims-list").replaceChildren(...claims.items.map((c) => {
+    const support = c.signals.support == null ? "" : ` · support ${pct(c.signals.support)}`;
+    return el("li", { class: `claim ${c.kept ? "kept" : "dropped"}` },
+      el("span", { class: `tag${c.kept ? "" : " off"}` }, c.kept ? "kept" : "dropped"),
+      el("span", { class: "text" }, c.text),
+      el("span", { class: "nums" }, `${pct(c.confidence)}${support}`));
+  }));
+  if (!claims.items.length) $("claims-list").append(el("li", { class: "muted" }, "no claims"));
+  const p = $("claims-promise");
+  if (claims.target_risk != null) {
+    p.className = "promise";
+    p.textContent = `Claim-level promise: at most ${pct(claims.target_risk)} of answers ` +
+      `served this way keep a wrong claim, with probability ≥ ${pct(1 - claims.delta)}.`;
+  } else {
+    p.className = "promise none";
+    p.textContent = `No claim-level promise. ${capitalise(claims.reason || "none applies")}.`;
+  }
 }
 
 function renderSamples(samples, greedy) {

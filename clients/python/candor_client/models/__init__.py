@@ -11,6 +11,9 @@ from candor_client.models.answers import (
     AbstainReason,
     Answer,
     CalibrationRef,
+    Claim,
+    Claims,
+    ClaimSignals,
     FeedbackResult,
     Health,
     Policy,
@@ -45,7 +48,8 @@ from candor_client.models.calibration import (
 
 __all__ = [
     "AbstainReason", "AbstentionReport", "Answer", "Calibration", "CalibrationMap",
-    "CalibrationProfile", "CalibrationRef", "CalibrationScope", "DriftBins", "DriftReport",
+    "CalibrationProfile", "CalibrationRef", "CalibrationScope", "Claim", "Claims", "ClaimSignals",
+    "DriftBins", "DriftReport",
     "DriftWindow", "FeedbackResult", "Health", "LabelSource", "Model", "MonitorFreshness",
     "MonitorSource", "Policy",
     "PromiseReport", "PromiseStatus", "ReloadResult", "Sample", "ScopeComponent",

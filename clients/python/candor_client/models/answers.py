@@ -101,6 +101,44 @@ class CalibrationRef(_Model):
     reason: str | None = None
 
 
+class ClaimSignals(_Model):
+    """A claim's raw signals: its own greedy tokens, and ``support`` (the share of the
+    stage-1 samples stating it; None: no samples were drawn)."""
+
+    claim_mean_nll: float | None = None
+    claim_min_token_prob: float | None = None
+    claim_token_entropy: float | None = None
+    claim_n_tokens: int = 0
+    support: float | None = None
+
+
+class Claim(_Model):
+    """One claim of the answer: ``answer[span[0]:span[1]] == text``; ``kept``: it is in
+    ``Claims.answer``."""
+
+    text: str
+    span: tuple[int, int]
+    part: int | None = None
+    confidence: float
+    kept: bool
+    signals: ClaimSignals
+
+
+class Claims(_Model):
+    """Claims mode (``answer(..., claims=True)``): the claims, the answer with only the kept
+    ones, and the claim-level promise (``target_risk`` None: none; ``reason`` says why)."""
+
+    items: list[Claim]
+    answer: str
+    splitter: str
+    calibrated: bool
+    id: str | None = None
+    threshold: float | None = None
+    target_risk: float | None = None
+    delta: float | None = None
+    reason: str | None = None
+
+
 class Usage(_Model):
     prompt_tokens: int
     completion_tokens: int
@@ -130,6 +168,7 @@ class Answer(_Model):
     audit_rate: float = 0.0
     samples: list[Sample] | None = None
     logprobs: list[TokenLogprob] | None = None
+    claims: Claims | None = None
     usage: Usage
 
 
