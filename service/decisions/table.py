@@ -72,7 +72,9 @@ def labelled_entries(path: Path | str) -> list[dict[str, Any]]:
     ``stage``, ``confidence``, ``ms``, ``tokens``, ``informative``), ``correct`` (the
     feedback label, bool), ``audit`` (bool: the decision was in the uniform audit sample, so
     its label is unbiased), ``audit_rate``, ``labeller`` (who sent the label),
-    ``target_risk``, ``profile``, ``serving`` (the serving settings' fingerprint), and
+    ``target_risk``, ``profile``, ``serving`` (the serving settings' fingerprint),
+    ``scope`` and ``claims`` (JSON text: the scope report; claims mode's report, None
+    outside claims mode, its texts only with ``CANDOR_LOG_TEXT``), and
     ``question``/``answer`` (None unless ``CANDOR_LOG_TEXT``).
     """
     store = open_store(path, COLUMNS, LABEL_COLUMNS, readonly=True)

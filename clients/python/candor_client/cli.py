@@ -36,18 +36,36 @@ def confidence_line(ans: Answer) -> str:
             f"({stage}) | {ms:.0f} ms | {ans.usage.completion_tokens} tokens | id {ans.id}")
 
 
+def claim_lines(ans: Answer) -> list[str]:
+    """Claims mode: one line per claim (kept or dropped, its confidence), then the
+    claim-level promise or why there is none."""
+    if ans.claims is None:
+        return []
+    out = [f"  [{'kept' if c.kept else 'dropped'} {c.confidence:.2f}] "
+           + " ".join(c.text.split()) for c in ans.claims.items]
+    cl = ans.claims
+    if cl.target_risk is not None and cl.delta is not None:
+        out.append(f"claims: at most {cl.target_risk:.0%} of answers served this way keep a "
+                   f"wrong claim (probability >= {1 - cl.delta:.0%})")
+    else:
+        out.append(f"claims: no claim-level promise ({cl.reason})")
+    return out
+
+
 def _ask(client: CandorClient, args: argparse.Namespace) -> int:
     policy = {"max_stage": args.max_stage} if args.max_stage is not None else None
     ans = client.answer(args.question, system=args.system, context=args.context, task=args.task,
-                        max_tokens=args.max_tokens, policy=policy)
+                        max_tokens=args.max_tokens, policy=policy, claims=args.claims)
     if args.json:
         print(json.dumps(ans.model_dump(mode="json"), indent=2))
-    elif ans.abstained:
-        guess = " ".join(ans.answer.split())  # one line, whatever the model wrote
-        print(f"[abstained: {ans.reason or 'unsure'}] best guess: {guess}")
-        print(confidence_line(ans))
     else:
-        print(ans.answer.strip())
+        if ans.abstained:
+            guess = " ".join(ans.answer.split())  # one line, whatever the model wrote
+            print(f"[abstained: {ans.reason or 'unsure'}] best guess: {guess}")
+        else:
+            print(ans.answer.strip())
+        for line in claim_lines(ans):
+            print(line)
         print(confidence_line(ans))
     return EXIT_ABSTAINED if ans.abstained else EXIT_OK
 
@@ -79,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--task", default="auto", choices=["auto", "factual", "math", "open"])
     ask.add_argument("--max-tokens", type=int, default=None)
     ask.add_argument("--max-stage", type=int, default=None, choices=range(4))
+    ask.add_argument("--claims", action="store_true",
+                     help="claims mode: a confidence per claim, kept or dropped")
     ask.add_argument("--json", action="store_true", help="print the full response as JSON")
     ask.set_defaults(func=_ask)
     health = sub.add_parser("health", help="is the server up and its engine ready?")

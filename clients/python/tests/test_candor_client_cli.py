@@ -27,6 +27,18 @@ def test_ask_prints_answer_and_confidence(server: FakeServer,
     assert server.last_json()["policy"] == {"max_stage": 1}
 
 
+def test_claims_mode_prints_each_claim_and_the_claim_promise(
+        server: FakeServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(server, ["ask", "capital of France?", "--claims"]) == EXIT_OK
+    assert server.last_json()["claims"] is True
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["Paris", "  [kept 0.80] Paris", "claims: no claim-level promise "
+                         "(uncalibrated: no claim calibration is served for this profile)"]
+    assert lines[-1].startswith("confidence: 0.92")
+    run(server, ["ask", "capital of France?"])
+    assert "claims" not in server.last_json() and "claims:" not in capsys.readouterr().out
+
+
 def test_abstention_has_its_own_exit_code(server: FakeServer,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert run(server, ["ask", "unsure: 17*23?"]) == EXIT_ABSTAINED
