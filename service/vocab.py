@@ -39,6 +39,16 @@ Verdict = Literal["unverified", "holding", "breached"]
 MonitorSource = Literal["shared_log", "local"]
 
 
+# A calibrated confidence is capped below 1: a finite sample never justifies certainty, and
+# a threshold of 1.0 then answers (or keeps) nothing.
+MAX_CONFIDENCE = 0.999
+
+
+def capped_confidence(p: float) -> float:
+    """A calibrated map's output in [0, ``MAX_CONFIDENCE``] (answers and claims alike)."""
+    return min(MAX_CONFIDENCE, max(0.0, p))
+
+
 def no_promise(word: NoPromise, prose: str) -> str:
     """A ``CalibrationRef.reason``: the machine-readable word, then why, for a person."""
     return f"{word}: {prose}"

@@ -23,11 +23,10 @@ from service.calibration.reference import DriftReference
 from service.calibration.scope import ScopeSpec, ScopeTest
 from service.cascade.policy import Policy, PolicyChoice
 from service.errors import BadRequest, CalibrationError
-from service.vocab import MAX_STAGE, N_STAGES, STAGE_KEYS, no_promise
+from service.vocab import MAX_STAGE, N_STAGES, STAGE_KEYS, capped_confidence, no_promise
 
 FORMAT = "candor-calibration"
 VERSION = 2
-MAX_CONFIDENCE = 0.999
 Labels = Literal["dataset", "audit", "self-selected"]
 
 
@@ -138,7 +137,7 @@ class CalibratedModel:
         for k in range(min(stage, MAX_STAGE), -1, -1):
             m = self.maps[k]
             if m is not None:  # a finite sample never justifies certainty: cap below 1
-                return min(MAX_CONFIDENCE, max(0.0, m(features)))
+                return capped_confidence(m(features))
         return 0.0
 
     def supported(self, max_stage: int) -> list[ThresholdEntry]:

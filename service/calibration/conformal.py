@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.calibration.thresholds import binomial_p_value
+from service.calibration.thresholds import GRID, binomial_p_value
 
-GRID = tuple(round(1.0 - i / 200, 3) for i in range(201))  # 1.0, 0.995, ..., 0.0
-# Claim confidences are capped below 1.0 (as answer-level ones are), so t = 1.0 keeps
-# nothing: the sequence's first test always passes trivially when n is large enough.
+# The grid is the answer-level one (1.0, 0.995, ..., 0.0). Claim confidences are capped
+# below 1.0 (``vocab.MAX_CONFIDENCE``), so t = 1.0 keeps nothing: the sequence's first
+# test passes whenever n is large enough for zero violations to.
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,8 @@ class Cascade:
                     samples = await ctx.get_samples()
             except TimeoutError:
                 samples = None  # the budget ran out: token signals only
-        embed = self.providers.embed if plan.stages.allowed >= 2 else None
+        # the request's own embedding cache: a claim that is a whole sample is embedded once
+        embed = ctx.embed if plan.stages.allowed >= 2 and ctx.has("embedder") else None
         return await assess(ClaimInputs(req.question, comp.text, comp.tokens, plan.task,
                                         samples, embed, self.settings.cluster_similarity),
                             self.splitter)

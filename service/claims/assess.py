@@ -20,9 +20,8 @@ from service import schemas
 from service.claims.signals import ClaimSignals, Embed, claim_token_signals, support, token_offsets
 from service.claims.split import Claim, Splitter, kept_answer
 from service.engine.protocol import TokenInfo
-from service.vocab import no_promise
+from service.vocab import capped_confidence, no_promise
 
-MAX_CONFIDENCE = 0.999  # as for answers: a threshold of 1.0 keeps nothing
 UNCALIBRATED = no_promise(
     "uncalibrated", "no claim calibration is served for this profile: every claim is kept, "
     "each confidence is a raw score, and no claim-level error rate is promised")
@@ -71,8 +70,9 @@ async def claim_signals(inputs: ClaimInputs, splitter: Splitter,
 
 
 def _confidence(sig: ClaimSignals, calibration: ClaimCalibration | None) -> float:
-    raw = sig.uncalibrated if calibration is None else calibration.map(sig.features())
-    return min(MAX_CONFIDENCE, max(0.0, raw))
+    if calibration is None:
+        return sig.uncalibrated
+    return capped_confidence(calibration.map(sig.features()))  # a threshold of 1.0 keeps none
 
 
 def _promise(calibration: ClaimCalibration | None,

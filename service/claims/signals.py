@@ -96,6 +96,7 @@ async def support(claims: Sequence[Claim], samples: Sequence[Sequence[Claim]], t
     if not samples:
         raise ValueError("support needs at least one sample")
     keys = [normalize_answer(c.text, task) for c in claims]
+    sample_keys = [{c: normalize_answer(c.text, task) for c in s} for s in samples]
     vec: dict[str, np.ndarray] = {}
     if embed is not None and task != "math":
         texts = sorted({c.text for c in claims} | {c.text for s in samples for c in s})
@@ -103,9 +104,9 @@ async def support(claims: Sequence[Claim], samples: Sequence[Sequence[Claim]], t
     out = []
     for claim, key in zip(claims, keys, strict=True):
         hits = 0
-        for sample in samples:
+        for sample, skeys in zip(samples, sample_keys, strict=True):
             cands = _candidates(claim, sample)
-            same = bool(key) and any(normalize_answer(c.text, task) == key for c in cands) or (
+            same = bool(key) and any(skeys[c] == key for c in cands) or (
                 bool(vec) and any(float(vec[claim.text] @ vec[c.text]) >= similarity
                                   for c in cands))
             hits += same

@@ -11,7 +11,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 from scipy.stats import binom
 
-from service.calibration.artifact import MAX_CONFIDENCE, CalibratedModel
+from service.calibration.artifact import CalibratedModel
 from service.calibration.build import build_artifact
 from service.calibration.features import stage_features, vectorise
 from service.calibration.records import Record
@@ -20,6 +20,7 @@ from service.config import Settings
 from service.decisions.table import SCHEMA, labelled_entries
 from service.main import create_app
 from service.offline.calibrate import from_log
+from service.vocab import MAX_CONFIDENCE
 from tests.fakes import FakeEmbedder, FakeEngine
 from tests.unit.test_calibration import SERVING
 from tests.unit.test_calibration_api import SCRIPTS

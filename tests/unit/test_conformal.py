@@ -62,22 +62,17 @@ def population(n: int, rng: np.random.Generator, ties: bool = False,
     return np.split(c, cuts), np.split(y, cuts)
 
 
-def breaking_fast(conf: list[np.ndarray], ok: list[np.ndarray]) -> np.ndarray:
-    return np.array([c[~y].max() if (~y).any() else -np.inf for c, y in zip(conf, ok,
-                                                                           strict=True)])
-
-
 @pytest.mark.parametrize(("alpha", "delta", "n", "ties"), [
     (0.1, 0.1, 300, False), (0.2, 0.05, 150, True), (0.05, 0.2, 600, False)])
 def test_violation_frequency_is_at_most_delta(alpha: float, delta: float, n: int,
                                               ties: bool) -> None:
     """The promise: P(true violation rate of the served threshold > alpha) <= delta."""
     rng = np.random.default_rng(7)
-    big = breaking_fast(*population(200_000, rng, ties))
+    big = breaking_scores(*population(200_000, rng, ties))
     true_rate = {t: float((big >= t).mean()) for t in GRID}
     misses, served, rates = 0, 0, []
     for _ in range(RESAMPLES):
-        got = claim_threshold(breaking_fast(*population(n, rng, ties)), alpha, delta)
+        got = claim_threshold(breaking_scores(*population(n, rng, ties)), alpha, delta)
         if got.threshold is None:
             continue
         served += 1
@@ -95,10 +90,10 @@ def test_a_naive_threshold_breaks_the_promise_the_test_keeps() -> None:
     (no finite-sample correction) misses far more often than delta."""
     rng = np.random.default_rng(11)
     alpha, delta, n = 0.1, 0.1, 100
-    big = breaking_fast(*population(100_000, rng))
+    big = breaking_scores(*population(100_000, rng))
     misses = 0
     for _ in range(RESAMPLES):
-        r = breaking_fast(*population(n, rng))
+        r = breaking_scores(*population(n, rng))
         naive = min((t for t in GRID if (r >= t).mean() <= alpha), default=1.0)
         misses += float((big >= naive).mean()) > alpha
     assert misses / RESAMPLES > 2 * delta

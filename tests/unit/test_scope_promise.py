@@ -50,13 +50,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from service.calibration.artifact import MAX_CONFIDENCE, CalibratedModel
+from service.calibration.artifact import CalibratedModel
 from service.calibration.build import build_artifact, fit_scope_on, in_scope, split
 from service.calibration.features import vectorise
 from service.calibration.records import Record
 from service.calibration.scope import DEFAULT_LEVEL, Component
 from service.calibration.simulate import Replay, decide, replay
 from service.calibration.thresholds import ltt_table, pick_abstain_threshold
+from service.vocab import MAX_CONFIDENCE
 from tests.unit.test_calibration import SERVING
 
 ALPHA, DELTA, LEVEL, N, REPS = 0.2, 0.1, DEFAULT_LEVEL, 400, 400
