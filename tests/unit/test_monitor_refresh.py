@@ -153,6 +153,11 @@ async def test_run_refreshes_every_interval_until_cancelled() -> None:
     task = asyncio.create_task(r.run())
     await asyncio.sleep(0.2)
     task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # A read already handed to its thread when the task was cancelled still finishes (CI
+    # once counted it as a refresh after cancel): wait for it, then no new read may start.
+    await asyncio.get_running_loop().shutdown_default_executor()
     calls = len(dlog.since)
     assert calls >= 3 and r.refreshed_at is not None
     await asyncio.sleep(0.05)
