@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from typing import Any
 
@@ -147,8 +148,17 @@ async def test_a_failed_read_is_logged_counted_and_retried_from_the_same_waterma
     assert freshness(r, 0.0)["last_error"] is None
 
 
-async def test_run_refreshes_every_interval_until_cancelled() -> None:
-    dlog = FakeLog()
+class SlowLog(FakeLog):
+    """Each read takes 30 ms in its thread: a cancel lands while one is under way."""
+
+    def audit_changes(self, since: str | None) -> AuditRead:
+        time.sleep(0.03)
+        return super().audit_changes(since)
+
+
+@pytest.mark.parametrize("log_class", [FakeLog, SlowLog])
+async def test_run_refreshes_every_interval_until_cancelled(log_class: type[FakeLog]) -> None:
+    dlog = log_class()
     r = refresher(dlog)
     task = asyncio.create_task(r.run())
     await asyncio.sleep(0.2)
