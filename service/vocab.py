@@ -90,4 +90,7 @@ DIRECTIONS: dict[str, int] = {
     "token_entropy": -1, "mean_nll": -1, "min_token_prob": 1, "n_tokens": -1, "consistency": 1,
     "n_clusters": -1, "semantic_entropy": -1, "mean_similarity": 1, "p_true": 1,
     "context_support": 1,
+    # claims mode (service/claims/signals.py): a claim's own tokens and its sample support
+    "claim_mean_nll": -1, "claim_min_token_prob": 1, "claim_token_entropy": -1,
+    "claim_n_tokens": -1, "support": 1,
 }

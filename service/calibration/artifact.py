@@ -17,11 +17,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from service.calibration.claim_spec import ClaimSpec
 from service.calibration.maps import StageMap
 from service.calibration.pinning import ServingSettings, request_mismatch
 from service.calibration.reference import DriftReference
 from service.calibration.scope import ScopeSpec, ScopeTest
 from service.cascade.policy import Policy, PolicyChoice
+from service.claims.assess import ClaimCalibration
 from service.errors import BadRequest, CalibrationError
 from service.vocab import MAX_STAGE, N_STAGES, STAGE_KEYS, capped_confidence, no_promise
 
@@ -86,6 +88,9 @@ class ArtifactSpec(BaseModel):
     scope: ScopeSpec | None = Field(
         default=None, description="the scope test: which requests the promise covers "
         "(none: no request is known to be like the calibration set, so none gets a promise)")
+    claims: ClaimSpec | None = Field(
+        default=None, description="the claim-level calibration (claims mode), when the data "
+        "were collected with claims labelled per part")
 
     @field_validator("thresholds")
     @classmethod
@@ -119,6 +124,9 @@ class CalibratedModel:
         self.fits_homogeneous = spec.homogeneous == "fitted"
         self.scope: ScopeTest | None = ScopeTest(spec.scope) if spec.scope else None
         self.tasks = tuple(spec.tasks)
+        self.claims: ClaimCalibration | None = (
+            spec.claims.calibration(spec.id, spec.delta)
+            if spec.claims is not None and spec.guarantee else None)
 
     @property
     def decision_stage(self) -> int:
@@ -225,6 +233,11 @@ class CalibratedModel:
                 "bank": s.scope.n_bank,
                 "reference": len(s.scope.reference_full), "fitted": s.scope.fitted,
                 "heldout": s.heldout.get("scope")},
+            "claims": None if s.claims is None or not s.guarantee else {
+                "target_risk": s.claims.alpha, "threshold": s.claims.threshold,
+                "splitter": s.claims.splitter, "features": s.claims.map["features"],
+                "min_stage": s.claims.min_stage, "test": s.claims.test,
+                "feasibility": s.claims.feasibility, "heldout": s.claims.heldout},
         }
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from service.calibration.artifact import FORMAT, VERSION, ArtifactSpec, CalibratedModel, Labels
+from service.calibration.claim_fit import fit_claims
+from service.calibration.claim_spec import DEFAULT_CLAIM_ALPHA
 from service.calibration.features import stage_features, vectorise
 from service.calibration.fit import fit_stage_map
 from service.calibration.maps import StageMap
@@ -41,6 +43,7 @@ from service.calibration.thresholds import (
     ltt_table,
     pick_abstain_threshold,
 )
+from service.claims.split import RuleSplitter
 from service.labelled import quality
 from service.vocab import MAX_STAGE, N_STAGES, STAGES
 
@@ -150,6 +153,18 @@ def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[s
     return out
 
 
+def answered_at_default(model: CalibratedModel, records: Sequence[Record]) -> list[bool] | None:
+    """Which ``records`` the whole-answer cascade answers at the default target risk (None:
+    the default is not certified)."""
+    entry = next((e for e in model.supported(MAX_STAGE)
+                  if abs(e.alpha - model.spec.default_alpha) < 1e-9), None)
+    if entry is None or entry.threshold is None or not records:
+        return None
+    o = decide(replay(records, model), entry.threshold,
+               min(model.spec.abstain_threshold, entry.threshold), model.decision_stage)
+    return [bool(a) for a in o.answered]
+
+
 def build_artifact(records: Sequence[Record], *, dataset: str, settings: ServingSettings,
                    seed: int, delta: float, holdout: float, alphas: Sequence[float] | None = None,
                    default_alpha: float | None = 0.1, labels: Labels = "dataset",
@@ -157,7 +172,8 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
                    collect: dict[str, Any] | None = None, select: bool = True,
                    homogeneous: str = "fitted", embed: Embed | None = None,
                    scope_level: float = DEFAULT_LEVEL,
-                   scope_components: Sequence[Component] | None = None) -> ArtifactSpec:
+                   scope_components: Sequence[Component] | None = None,
+                   claim_alpha: float = DEFAULT_CLAIM_ALPHA) -> ArtifactSpec:
     """Split, fit the maps, test thresholds, check on held-out data.
 
     ``default_alpha`` is an input fixed before fitting: the artifact records whether it
@@ -171,6 +187,10 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     before fitting; the thresholds are tested on the test split's *in-scope* questions
     only, and the held-out figures are those of the in-scope held-out questions, so the
     promise is about the requests the server serves under it.
+
+    Records collected in claims mode (multi-part questions) also give the ``claims``
+    section (``claim_fit.py``): the claim map on the fit split, the claim threshold at
+    ``claim_alpha`` (fixed before fitting) on the in-scope test split.
     """
     alphas = sorted(set(alphas or DEFAULT_ALPHAS)
                     | ({default_alpha} if default_alpha is not None else set()))
@@ -224,6 +244,10 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     ref = reference_for(model, parts["test"] + parts["heldout"],  # for drift monitoring
                         min(top, model.decision_stage))
     spec["reference"] = ref.model_dump() if ref is not None else None
+    claims = fit_claims(parts, test_in, held_in, alpha=claim_alpha, delta=delta, seed=seed,
+                        min_stage=min(top, 2), splitter=RuleSplitter.name,
+                        answered=answered_at_default(model, held_in)) if guarantee else None
+    spec["claims"] = claims.model_dump() if claims is not None else None
     spec["feasibility"]["reached"] = [
         {"alpha": r["alpha"], "abstention": 1 - r["coverage"],
          "min_abstention": spec["feasibility"]["min_abstention"][f"{r['alpha']:g}"]}

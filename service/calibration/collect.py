@@ -9,7 +9,8 @@ that fails (timeout, HTTP error) does not stop the others: every answer that arr
 is cached, and the run ends with one ``CollectError`` that says how many failed.
 The key holds the request's settings and the fingerprint of the server's signal
 settings (sampling temperature, number of samples, ...), so answers collected under
-other settings are never reused.
+other settings are never reused. Multi-part questions are collected in claims mode
+(``claims: true``), so each response carries each claim's signals.
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ class CollectSettings:
     timeout_s: float = 3600.0
     serving: str = ""  # fingerprint of the server's signal settings (pinning.py)
     instruction: str | None = None  # the math instruction: the key holds the prompt
+    claims: bool = False  # claims mode (multi-part questions): each claim's signals too
 
     def key(self, item: Item) -> str:
         from service.cascade.providers import with_instruction
 
         prompt = with_instruction(item.question, item.task, self.instruction)
-        raw = json.dumps([prompt, item.task, self.max_tokens, self.max_stage, self.serving])
+        fields: list[object] = [prompt, item.task, self.max_tokens, self.max_stage,
+                                self.serving]
+        raw = json.dumps(fields + ["claims"] if self.claims else fields)
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
@@ -66,10 +70,11 @@ def read_cache(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def request_body(item: Item, cfg: CollectSettings) -> dict[str, Any]:
+    """The ``/v1/answer`` body a question is collected with (HTTP and in-process alike)."""
     return {
         "question": item.question, "task": item.task, "max_tokens": cfg.max_tokens,
         "policy": {"run_all": True, "max_stage": cfg.max_stage},
-        "return_samples": True,
+        "return_samples": True, "claims": cfg.claims,
     }
 
 

@@ -42,6 +42,23 @@ class CalibrationScope(BaseModel):
         description="How many test and held-out calibration questions it kept in scope.")
 
 
+class CalibrationClaims(BaseModel):
+    """A profile's claim-level promise (claims mode): claims whose confidence is at or above
+    ``threshold`` are kept, and with probability >= 1 - delta at most ``target_risk`` of
+    answers served this way keep a wrong claim (docs/claims.md)."""
+
+    target_risk: float = Field(description="The claim target risk, fixed before fitting.")
+    threshold: float | None = Field(description="null: none certified, every claim kept.")
+    splitter: str
+    features: list[str] = Field(description="The claim map's inputs.")
+    min_stage: int = Field(description="The stage a request must be allowed to reach for "
+                           "the promise (the map reads the samples' support).")
+    test: dict[str, Any] = Field(description="Test-split answers, violations, p-value.")
+    feasibility: dict[str, Any]
+    heldout: dict[str, Any] = Field(description="Held-out figures against keeping every "
+                                    "claim and the whole-answer decision.")
+
+
 class CalibrationProfile(BaseModel):
     """One calibration profile served: its artifact and its promise."""
 
@@ -73,6 +90,8 @@ class CalibrationProfile(BaseModel):
     heldout: dict[str, Any] = Field(description="Metrics on the held-out split.")
     scope: CalibrationScope | None = Field(
         description="The scope test; null: none, so the profile promises nothing.")
+    claims: CalibrationClaims | None = Field(
+        description="The claim-level promise; null: claims mode is served uncalibrated.")
 
 
 class AbstentionReport(BaseModel):
@@ -194,6 +213,7 @@ class CalibrationResponse(BaseModel):
     feasibility: dict[str, Any] | MISSING = MISSING
     heldout: dict[str, Any] | MISSING = MISSING
     scope: CalibrationScope | None | MISSING = MISSING
+    claims: CalibrationClaims | None | MISSING = MISSING
     serving: ServingSettings = Field(description="The server's serving settings now.")
     calibrations: list[CalibrationProfile] = Field(description="Every profile served.")
     skipped: list[str] = Field(description="Shipped profiles not served, and why.")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from service.vocab import MAX_STAGE, STAGE_CONF_KEYS, no_promise
+
+if TYPE_CHECKING:
+    from service.claims.assess import ClaimCalibration
 
 
 class Action(enum.StrEnum):
@@ -105,6 +108,11 @@ class ConfidenceModel(Protocol):
         """The answer ``max_tokens`` its scores were collected with (None: any)."""
         ...
 
+    @property
+    def claims(self) -> ClaimCalibration | None:
+        """The claim-level calibration (claims mode; None: claims are served uncalibrated)."""
+        ...
+
     def confidence(self, stage: int, features: Mapping[str, float]) -> float: ...
 
     def policy(self, target_risk: float | None, max_stage: int) -> PolicyChoice:
@@ -131,6 +139,7 @@ class UncalibratedModel:
     fits_homogeneous: bool = False
     decision_stage: int = MAX_STAGE
     answer_max_tokens: int | None = None
+    claims: ClaimCalibration | None = None
     reason: str = no_promise("uncalibrated", "no calibration artifact is loaded; the "
                              "confidence is a raw score and no error rate is promised")
 

@@ -20,13 +20,14 @@ from service.cascade.policy import Action, ConfidenceModel, PolicyChoice
 from service.cascade.profiles import Profiles
 from service.cascade.providers import OnDelta, Providers, TokenMeter
 from service.cascade.stages import Stage
-from service.claims.assess import ClaimInputs, assess
+from service.claims.assess import ClaimCalibration, ClaimInputs, assess
 from service.claims.split import RuleSplitter, Splitter
 from service.config import Settings
 from service.engine.protocol import Completion, Generation
 from service.errors import DeadlineExceeded
 from service.signals.base import SignalContext
 from service.signals.normalize import normalize_answer
+from service.vocab import no_promise
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,14 @@ class Cascade:
         loop = StageLoop(plan, choice.policy, forced, self._context(req, plan, comp, meter),
                          meter, g_ms, comp.n_tokens)
         await loop.run(self.stages)
-        claims = await self._claims(req, plan, comp, loop.ctx) if req.claims else None
+        claims = await self._claims(req, plan, comp, loop.ctx, scope) if req.claims else None
         return Answered(plan, self._response(req, plan, choice, scope, loop, greedy, claims))
 
     async def _claims(self, req: schemas.AnswerRequest, plan: Plan, comp: Completion,
-                      ctx: SignalContext) -> schemas.ClaimsReport:
+                      ctx: SignalContext, scope: schemas.ScopeReport) -> schemas.ClaimsReport:
         """Claims mode: the stage-1 samples (drawn now if the stage loop stopped before them
-        and the request may reach stage 1) give each claim its support."""
+        and the request may reach stage 1) give each claim its support; the profile's claim
+        calibration, where it applies to this request, keeps what its promise covers."""
         samples = ctx.samples
         if samples is None and plan.stages.allowed >= 1 and ctx.has("samples"):
             try:
@@ -85,9 +87,12 @@ class Cascade:
                 samples = None  # the budget ran out: token signals only
         # the request's own embedding cache: a claim that is a whole sample is embedded once
         embed = ctx.embed if plan.stages.allowed >= 2 and ctx.has("embedder") else None
+        calibration = plan.model.claims
+        void = claims_void(req, plan, scope, self.splitter.name, samples is not None,
+                           calibration) if calibration is not None else None
         return await assess(ClaimInputs(req.question, comp.text, comp.tokens, plan.task,
                                         samples, embed, self.settings.cluster_similarity),
-                            self.splitter)
+                            self.splitter, calibration, void)
 
     async def _greedy(self, plan: Plan, on_delta: OnDelta | None) -> Generation:
         try:
@@ -155,3 +160,29 @@ def _samples(samples: list[str] | None, clusters: list[int] | None,
     ids = clusters if clusters is not None else [0] * len(samples)
     return [schemas.Sample(text=s, normalized=normalize_answer(s, task), cluster=int(c))
             for s, c in zip(samples, ids, strict=True)]
+
+
+def claims_void(req: schemas.AnswerRequest, plan: Plan, scope: schemas.ScopeReport,
+                splitter: str, sampled: bool, calibration: ClaimCalibration) -> str | None:
+    """Why the profile's claim-level promise does not hold for this request (None: it
+    does): the request is out of the profile's scope or untested, asks with other
+    settings than the claims were calibrated with, or lacks the samples the map reads."""
+    if scope.tested and not scope.in_scope:
+        return routing.out_of_scope_reason(plan.route, scope)
+    if plan.route.untested is not None:
+        return plan.route.untested
+    mismatch = plan.model.request_mismatch(plan.max_tokens, req.system)
+    if mismatch is not None:
+        return mismatch
+    if splitter != calibration.splitter:
+        return no_promise("settings", f"the claims were calibrated as split by the "
+                          f"{calibration.splitter!r} splitter, this server splits with "
+                          f"{splitter!r}")
+    if calibration.needs_samples and (plan.stages.allowed < calibration.min_stage
+                                      or not sampled):
+        return no_promise("settings", "the claim map reads each claim's support as collected "
+                          f"up to stage {calibration.min_stage} (the samples; from stage 2 also "
+                          "their embeddings), which this request did not get (its max_stage "
+                          f"is {plan.stages.allowed}, or its budget ran out before the samples "
+                          "were drawn)")
+    return None

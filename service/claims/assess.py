@@ -37,6 +37,10 @@ class ClaimCalibration:
     threshold: float | None  # None: no threshold certified at (alpha, delta)
     alpha: float
     delta: float
+    # the stage whose samples (1) or embeddings (2) the map's ``support`` was collected
+    # with: a request that may not reach it reads another support, so no promise (0: none)
+    min_stage: int = 0
+    splitter: str = "rules"  # the splitter the claims were calibrated as split by
 
     @property
     def needs_samples(self) -> bool:

@@ -1,7 +1,8 @@
 """Labelled questions for calibration and evaluation, and how each is graded.
 
 Four sources, one shape (``Item``): GSM8K test, TruthfulQA (the 790-row 2025
-file by default), a seeded arithmetic ladder (``ladder.py``) and the user's own
+file by default), a seeded arithmetic ladder (``ladder.py``; ``ladder-parts`` and
+``qa-wikidata-parts`` ask several questions per request, ``parts.py``) and the user's own
 JSONL or CSV file (``userdata.py``: answer aliases, file:line errors). Each item
 names its grader: ``numeric`` (final number, exact), ``text`` (normalised
 containment of any alias) or ``truthfulqa`` (embedding similarity to the correct
@@ -17,11 +18,13 @@ from pathlib import Path
 
 from service.labelled.items import Item
 from service.labelled.ladder import arithmetic_ladder, mixed_ladder
+from service.labelled.parts import completion_parts, ladder_parts
 from service.labelled.userdata import DatasetError, load_csv, load_jsonl
 
 # The named sets ship inside the package (provenance, licenses, checksums: data/README.md).
 DATA_DIR = Path(__file__).resolve().parent / "data"
-DATASETS = ("ladder", "ladder-mix", "qa-wikidata", "gsm8k", "truthfulqa", "truthfulqa-2021")
+DATASETS = ("ladder", "ladder-mix", "ladder-parts", "qa-wikidata", "qa-wikidata-parts", "gsm8k",
+            "truthfulqa", "truthfulqa-2021")
 # data/README.md: "Complete the sentence with a short answer: <context> ...",
 # graded by normalised containment of the continuation.
 WIKIDATA_PROMPT = "Complete the sentence with a short answer: {context} ..."
@@ -47,7 +50,8 @@ def load_qa_wikidata(path: Path) -> list[Item]:
             row = json.loads(line)
             items.append(Item(f"wikidata-{i}", WIKIDATA_PROMPT.format(context=row["context"]),
                               row["continuation"], "text", task="factual",
-                              meta={"relation": relation(row["context"])}))
+                              meta={"relation": relation(row["context"]),
+                                    "context": row["context"]}))
     return items
 
 
@@ -85,6 +89,11 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR, n: int | None = None,
         return arithmetic_ladder(n or 400, seed=seed)
     if name == "ladder-mix":
         return mixed_ladder(n or 400, seed=seed)
+    if name == "ladder-parts":
+        return ladder_parts(n or 400, seed=seed)
+    if name == "qa-wikidata-parts":
+        return completion_parts(load_qa_wikidata(data_dir / "qa_wikidata" / "dev.jsonl"),
+                                n or 400, seed=seed)
     if name == "qa-wikidata":
         items = load_qa_wikidata(data_dir / "qa_wikidata" / "dev.jsonl")
     elif name == "gsm8k":

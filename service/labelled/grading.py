@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from service.claims.split import split_claims
 from service.labelled.items import Item
+from service.labelled.parts import Said, grade_parts, whole_correct
 from service.signals.normalize import final_number, squad_normalize
 
 
@@ -58,7 +60,11 @@ def grade_truthfulqa(answer: str, correct: Sequence[str], incorrect: Sequence[st
 
 
 def grade(item: Item, answer: str, encode: Encode | None = None) -> bool:
-    """Grade one answer with the item's grader (TruthfulQA needs an ``encode``)."""
+    """Grade one answer with the item's grader (TruthfulQA needs an ``encode``); a
+    multi-part item's answer is correct when every part is (``parts.py``)."""
+    if item.parts:
+        said = [(c.text, c.part) for c in split_claims(answer)]
+        return whole_correct(item, said, grade_claims(item, said, encode))
     refs = item.correct_refs or (item.answer,)
     if item.grader == "numeric":
         return grade_numeric_any(answer, refs)
@@ -76,3 +82,8 @@ def make_encoder(items: Sequence[Item]) -> Encode | None:
     from service.signals.embedder import Embedder
 
     return Embedder().encode_sync
+
+
+def grade_claims(item: Item, claims: Said, encode: Encode | None = None) -> list[bool]:
+    """Each claim's label against the part it answers (``parts.grade_parts``)."""
+    return grade_parts(item, claims, lambda part, text: grade(part, text, encode))

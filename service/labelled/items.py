@@ -21,6 +21,9 @@ class Item:
     correct_refs: tuple[str, ...] = ()
     incorrect_refs: tuple[str, ...] = ()
     meta: dict[str, str] = field(default_factory=dict)
+    # A multi-part question: each part is graded against its own reference (claims mode,
+    # ``grading.grade_parts``); the whole answer is correct when every part is.
+    parts: tuple[Item, ...] = ()
 
     @property
     def key(self) -> str:

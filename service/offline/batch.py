@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from service import schemas
 from service.bootstrap import Starter, start_state
-from service.calibration.collect import CollectError, CollectSettings, read_cache
+from service.calibration.collect import CollectError, CollectSettings, read_cache, request_body
 from service.calibration.pinning import ServingSettings
 from service.config import Settings
 from service.labelled.items import Item
@@ -59,10 +59,7 @@ async def collect_local(items: Sequence[Item], cache: Path, cfg: CollectSettings
     try:
         with open(cache, "a", encoding="utf-8") as fh:
             async def one(item: Item) -> None:
-                req = schemas.AnswerRequest.model_validate({
-                    "question": item.question, "task": item.task, "max_tokens": cfg.max_tokens,
-                    "policy": {"run_all": True, "max_stage": cfg.max_stage},
-                    "return_samples": True})
+                req = schemas.AnswerRequest.model_validate(request_body(item, cfg))
                 async with sem:
                     resp = (await cascade.answer(req)).response
                 key = cfg.key(item)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from service.audit import common_rate, kept
 from service.bootstrap import Starter, load_engine
+from service.calibration.claim_spec import DEFAULT_CLAIM_ALPHA
 from service.calibration.pinning import ServingSettings
 from service.calibration.records import Record, from_response, to_records
 from service.calibration.scope import COMPONENTS, DEFAULT_LEVEL
@@ -31,7 +32,7 @@ from service.labelled.items import Item
 from service.offline.collection import add_common, gather
 
 if TYPE_CHECKING:
-    from service.calibration.artifact import Labels
+    from service.calibration.artifact import ArtifactSpec, Labels
     from service.calibration.scope import Embed
 
 log = logging.getLogger("candor.calibrate")
@@ -129,6 +130,7 @@ def run_calibrate(args: argparse.Namespace, start: Starter = load_engine) -> int
                              embed=scope_embedder(args) if texts else None,
                              scope_level=args.scope_level,
                              scope_components=args.scope_components,
+                             claim_alpha=args.claims_alpha,
                              collect={"max_tokens": args.max_tokens,
                                       "max_stage": args.max_stage, "n": args.n,
                                       "seed": args.seed})
@@ -140,11 +142,16 @@ def run_calibrate(args: argparse.Namespace, start: Starter = load_engine) -> int
                       "default_alpha": art.default_alpha,
                       "default_alpha_rule": art.default_alpha_rule,
                       "default_supported": art.default_supported,
-                      "feasibility": art.feasibility, "heldout": art.heldout}, indent=1))
+                      "feasibility": art.feasibility, "heldout": art.heldout,
+                      "claims": claims_summary(art)}, indent=1))
     if art.scope is None:
         print(f"candor: no scope test ({art.heldout.get('scope', {}).get('missing')}): a server "
               "promises nothing with this artifact (docs/calibration.md, \"Scope\")",
               file=sys.stderr)
+    if art.claims is not None and art.claims.threshold is None:
+        print(f"candor: no claim threshold is certified at --claims-alpha {art.claims.alpha:g} "
+              f"with delta {art.delta:g}: claims mode keeps every claim and promises nothing "
+              "(docs/claims.md)", file=sys.stderr)
     if not art.guarantee:
         print("candor: no guarantee: these labels are not an unbiased sample", file=sys.stderr)
     elif not art.default_supported:
@@ -152,6 +159,15 @@ def run_calibrate(args: argparse.Namespace, start: Starter = load_engine) -> int
               "this data: a server with this artifact abstains on every request that sets no "
               "policy.target_risk", file=sys.stderr)
     return 0
+
+
+def claims_summary(art: ArtifactSpec) -> dict[str, Any] | None:
+    """The claims section's promise and figures (no map numbers), for the command's output."""
+    if art.claims is None:
+        return None
+    c = art.claims
+    return {"target_risk": c.alpha, "threshold": c.threshold, "features": c.map["features"],
+            "test": c.test, "feasibility": c.feasibility, "heldout": c.heldout}
 
 
 def scope_embedder(args: argparse.Namespace) -> Embed | None:
@@ -200,6 +216,9 @@ def add_calibrate_parser(sub: Any) -> None:
     p.add_argument("--scope-components", nargs="+", choices=COMPONENTS, default=None,
                    help="what the scope test compares (default: all; similarity loads the "
                    "pinned embedding model)")
+    p.add_argument("--claims-alpha", type=open_unit, default=DEFAULT_CLAIM_ALPHA,
+                   help="multi-part datasets (claims mode): the claim-level target risk, fixed "
+                   "before fitting: the share of answers keeping a wrong claim")
     p.add_argument("--profile", default="default", help="calibration profile name")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks this profile covers")
     p.add_argument("--out", type=Path, default=None, help="artifact path")

@@ -49,3 +49,26 @@ def synthetic_records(n: int, seed: int = 0, homogeneous_rate: float = 0.2,
                           [10.0, 100.0, 5.0, 20.0],
                           question=text_of_length(texts, *question_chars)))
     return out
+
+
+def with_claims(records: list[Record], seed: int = 0, support: bool = True) -> list[Record]:
+    """The records in claims mode: 1-4 claims each, whose signals carry a noisy view of
+    each claim's latent P(correct) (the answer is correct when every claim is)."""
+    from service.calibration.records import ClaimRecord
+
+    rng = np.random.default_rng(seed + 20_000)
+    for r in records:
+        claims = []
+        for _ in range(int(rng.integers(1, 5))):
+            q = float(rng.beta(2.0, 1.0))
+            noise = rng.normal(0, 0.15, 3)
+            feats = {"claim_mean_nll": max(0.0, 1.0 - q + noise[0]),
+                     "claim_min_token_prob": float(np.clip(q + noise[1], 0, 1)),
+                     "claim_token_entropy": max(0.0, 1.2 * (1 - q) + noise[2]),
+                     "claim_n_tokens": float(rng.integers(3, 9))}
+            if support:
+                feats["support"] = float(np.clip(q + rng.normal(0, 0.2), 0, 1))
+            claims.append(ClaimRecord(feats, bool(rng.uniform() < q)))
+        r.claims = claims
+        r.correct = all(c.correct for c in claims)
+    return records

@@ -36,6 +36,7 @@ PAIRS: dict[type[BaseModel], str] = {
     models.Calibration: "CalibrationResponse",
     models.CalibrationProfile: "CalibrationProfile",
     models.CalibrationScope: "CalibrationScope",
+    models.CalibrationClaims: "CalibrationClaims",
     models.CalibrationMap: "CalibrationMap",
     models.ServingSettings: "ServingSettings",
     models.ThresholdEntry: "ThresholdEntry",

@@ -25,6 +25,7 @@ from candor_client.models import (
     AbstentionReport,
     Answer,
     Calibration,
+    CalibrationClaims,
     CalibrationMap,
     CalibrationProfile,
     CalibrationRef,
@@ -51,7 +52,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AbstentionReport", "Answer", "AsyncCandorClient", "BadRequestError", "Calibration",
-    "CalibrationMap", "CalibrationProfile", "CalibrationRef", "CalibrationScope",
+    "CalibrationClaims", "CalibrationMap", "CalibrationProfile", "CalibrationRef",
+    "CalibrationScope",
     "CandorAPIError", "CandorClient", "CandorConnectionError", "CandorError",
     "CandorTimeoutError", "DeadlineExceededError", "DriftBins", "DriftReport", "DriftWindow",
     "FeedbackResult", "Health", "InternalServerError", "NotFoundError", "OverloadedError",

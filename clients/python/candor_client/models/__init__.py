@@ -28,6 +28,7 @@ from candor_client.models.answers import (
 from candor_client.models.calibration import (
     AbstentionReport,
     Calibration,
+    CalibrationClaims,
     CalibrationMap,
     CalibrationProfile,
     CalibrationScope,
@@ -48,7 +49,8 @@ from candor_client.models.calibration import (
 
 __all__ = [
     "AbstainReason", "AbstentionReport", "Answer", "Calibration", "CalibrationMap",
-    "CalibrationProfile", "CalibrationRef", "CalibrationScope", "Claim", "Claims", "ClaimSignals",
+    "CalibrationClaims", "CalibrationProfile", "CalibrationRef", "CalibrationScope", "Claim",
+    "Claims", "ClaimSignals",
     "DriftBins", "DriftReport",
     "DriftWindow", "FeedbackResult", "Health", "LabelSource", "Model", "MonitorFreshness",
     "MonitorSource", "Policy",

@@ -80,6 +80,22 @@ class CalibrationScope(Model):
     heldout: dict[str, Any] | None = None
 
 
+class CalibrationClaims(Model):
+    """A profile's claim-level promise (claims mode): claims whose confidence is at or above
+    ``threshold`` are kept, and with probability >= 1 - delta at most ``target_risk`` of
+    answers served this way keep a wrong claim. ``threshold`` None: none certified.
+    ``min_stage``: the stage a request must be allowed to reach for the promise."""
+
+    target_risk: float
+    threshold: float | None = None
+    splitter: str = "rules"
+    features: list[str] = Field(default_factory=list)
+    min_stage: int = 0
+    test: dict[str, Any] = Field(default_factory=dict)
+    feasibility: dict[str, Any] = Field(default_factory=dict)
+    heldout: dict[str, Any] = Field(default_factory=dict)
+
+
 class CalibrationProfile(Model):
     """One calibration profile served: its artifact and its promise.
 
@@ -110,6 +126,7 @@ class CalibrationProfile(Model):
     feasibility: dict[str, Any] | None = None
     heldout: dict[str, Any] | None = None
     scope: CalibrationScope | None = None
+    claims: CalibrationClaims | None = None
 
     def __getitem__(self, key: str) -> Any:
         """A field by key, as the JSON had it (nested models as dicts)."""
@@ -245,6 +262,7 @@ class Calibration(Model):
     feasibility: dict[str, Any] | None = None
     heldout: dict[str, Any] | None = None
     scope: CalibrationScope | None = None
+    claims: CalibrationClaims | None = None
     serving: ServingSettings | None = None
     calibrations: list[CalibrationProfile] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list)
