@@ -76,8 +76,9 @@ def completion_parts(items: Sequence[Item], n: int, seed: int = 0) -> list[Item]
 
 
 def _stem(part: Item) -> str:
-    """What a claim repeats of its part's question (the completion's context)."""
-    return squad_normalize(part.meta.get("context", ""))
+    """What a claim repeats of its part's question: a user row's part ``question``, or a
+    completion's context."""
+    return squad_normalize(part.meta.get("stem") or part.meta.get("context", ""))
 
 
 def match_parts(item: Item, claims: Said) -> list[int | None]:

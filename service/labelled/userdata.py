@@ -3,8 +3,11 @@
 JSONL: one object per line with ``question`` and ``answer`` and/or ``answers``; each is a
 string, a number, a list of accepted aliases (all aliases of both fields count), or
 TriviaQA's object (``value`` and ``aliases``).
-Optional ``id`` and ``task``. CSV: a header with ``question`` and ``answer`` (or
-``answers``) columns; a cell holds one answer or a JSON list of aliases.
+Optional ``id`` and ``task``. A multi-part row has ``parts`` instead of ``answer``: a
+list with one reference per part (an answer as above, or ``{"answer": ..., "question":
+...}``), each part graded on its own claims (claims mode, ``parts.py``). CSV: a header
+with ``question`` and ``answer`` (or ``answers``) columns; a cell holds one answer or a
+JSON list of aliases.
 
 An item is graded ``numeric`` when every alias is a plain number
 (``signals/normalize.py``: ``is_plain_number``), else ``text``
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +65,8 @@ def row_to_item(row: Any, where: str, default_id: str) -> Item:
     if not isinstance(question, str) or not question.strip():
         raise DatasetError(f"{where}: need a non-empty string 'question' (keys: "
                            f"{', '.join(sorted(map(str, row))) or 'none'})")
+    if row.get("parts") not in (None, ""):
+        return _multi_part(row, question.strip(), where, default_id)
     if row.get("answer") in (None, "") and row.get("answers") in (None, ""):
         raise DatasetError(f"{where}: need 'answer' or 'answers' (a string or a list of "
                            "accepted aliases)")
@@ -70,12 +76,45 @@ def row_to_item(row: Any, where: str, default_id: str) -> Item:
             aliases += [a for a in _aliases(row[field], field, where) if a not in aliases]
     if not aliases:
         raise DatasetError(f"{where}: every answer alias is empty")
+    grader: Grader = "numeric" if all(is_plain_number(a) for a in aliases) else "text"
+    return Item(str(row.get("id") or default_id), question.strip(), aliases[0], grader,
+                task=_task(row, where), correct_refs=tuple(aliases))
+
+
+def _task(row: dict[str, Any], where: str) -> str:
     task = str(row.get("task") or "auto")
     if task not in TASKS:
         raise DatasetError(f"{where}: task must be one of {', '.join(TASKS)}, not {task!r}")
-    grader: Grader = "numeric" if all(is_plain_number(a) for a in aliases) else "text"
-    return Item(str(row.get("id") or default_id), question.strip(), aliases[0], grader,
-                task=task, correct_refs=tuple(aliases))
+    return task
+
+
+def _multi_part(row: dict[str, Any], question: str, where: str, default_id: str) -> Item:
+    """A multi-part row: ``parts`` lists each part's reference (an answer as above, or an
+    object with ``answer``/``answers`` and optionally the part's ``question``, which an
+    unnumbered claim that repeats it is matched by); graded per part (``parts.py``)."""
+    raw = row["parts"]
+    if not isinstance(raw, list) or not raw:
+        raise DatasetError(f"{where}: 'parts' must be a non-empty list, one reference per "
+                           f"part, not {json.dumps(raw)[:80]}")
+    if row.get("answer") not in (None, "") or row.get("answers") not in (None, ""):
+        raise DatasetError(f"{where}: a row with 'parts' takes each part's answer there, not "
+                           "in 'answer'/'answers'")
+    item_id, task, parts = str(row.get("id") or default_id), _task(row, where), []
+    for k, part in enumerate(raw, start=1):
+        at = f"{where}: part {k}"
+        if isinstance(part, dict) and not ("value" in part or "aliases" in part):
+            stem = part.get("question")
+            if stem is not None and not isinstance(stem, str):
+                raise DatasetError(f"{at}: 'question' must be a string")
+            body = {"question": stem or f"part {k}", "answer": part.get("answer"),
+                    "answers": part.get("answers"), "task": task}
+        else:
+            body, stem = {"question": f"part {k}", "answer": part, "task": task}, None
+        one = row_to_item(body, at, f"{item_id}-{k}")
+        parts.append(replace(one, meta={"stem": stem} if stem else {}))
+    grader: Grader = "numeric" if all(p.grader == "numeric" for p in parts) else "text"
+    return Item(item_id, question, "; ".join(p.answer for p in parts), grader, task=task,
+                meta={"parts": str(len(parts))}, parts=tuple(parts))
 
 
 def load_jsonl(path: Path) -> list[Item]:

@@ -48,3 +48,34 @@ def test_the_documented_three_part_request_gets_a_confidence_per_part(
     assert claims["answer"] == answer.strip() and claims["calibrated"] is False
     assert claims["target_risk"] is None and claims["reason"].startswith("uncalibrated:")
     assert body["usage"]["completion_tokens"] > body["signals"]["n_tokens"]  # samples counted
+
+
+def test_the_documented_claims_calibration_fits_a_claims_section(
+        live_server: LiveServer, tmp_path: Path) -> None:
+    """docs/claims.md's `candor calibrate` command as written, but with --n 24 and
+    --server pointing at the session server (collection is most of the time): the
+    multi-part answers of the real model are collected in claims mode, each claim graded
+    against its part, and the artifact gets its claims section."""
+    import os
+    import re
+    import sys
+
+    from tests.docs_commands import doc_commands
+
+    line = next(c.line for c in doc_commands() if c.source.startswith("claims.md")
+                and " calibrate " in c.line)
+    cmd = re.sub(r"--n \d+", "--n 24", line) + f" --server {live_server.url} --no-progress"
+    env = {**live_server.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    art = json.loads((tmp_path / out["artifact"]).read_text())
+    assert art["profile"] == "parts" and art["tasks"] == ["math"] and art["n"] == 24
+    claims = art["claims"]
+    assert claims["alpha"] == 0.1 and claims["map"]["features"] and out["claims"]
+    assert claims["test"]["answers"] >= 1 and claims["feasibility"]["claims"] >= 1
+    cache = next((tmp_path / "runs" / "cache").glob("ladder-parts-*.jsonl"))
+    parts = [[c["part"] for c in json.loads(row)["response"]["claims"]["items"]]
+             for row in cache.read_text().splitlines()]
+    assert len(parts) == 24 and sum(p[:2] == [1, 2] for p in parts) >= 20, parts

@@ -198,3 +198,19 @@ def test_multi_part_datasets_are_collected_in_claims_mode(tmp_path: Path) -> Non
         items = row["response"]["claims"]["items"]
         assert [c["part"] for c in items] == [1, 2]
         assert [c["signals"]["support"] for c in items] == [1.0, 0.0]
+
+
+def test_the_documented_multi_part_rows_load_and_grade(tmp_path: Path) -> None:
+    """docs/claims.md's multi-part JSONL example, verbatim."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "claims.md").read_text()
+    section = doc.split("### Your own multi-part data", 1)[1]
+    rows = section.split("```json\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "mp.jsonl").write_text(rows)
+    arith, planets = load_dataset(str(tmp_path / "mp.jsonl"))
+    assert arith.id == "mp-1" and [p.grader for p in arith.parts] == ["numeric", "text"]
+    assert grade(arith, "1) 3 + 4 = 7\n2) Paris")
+    assert not grade(arith, "1) 3 + 4 = 8\n2) Paris")
+    # unnumbered claims: matched by the part question they repeat, whatever their order
+    said = [("Water boils at sea level at 100 degrees.", None),
+            ("The largest planet is Jupiter.", None)]
+    assert match_parts(planets, said) == [1, 0] and grade_claims(planets, said) == [True, True]

@@ -165,6 +165,11 @@ def test_csv_question_answer(tmp_path: Path) -> None:
     ("h.csv", "prompt,label\nq,a\n", ":1:", "header"),
     ("i.csv", "question,answer\nq,a\nq2,a2,extra\n", ":3:", "more cells"),
     ("j.jsonl", "", "j.jsonl:", "no questions"),
+    ("k.jsonl", '{"question": "q", "parts": "7"}\n', ":1:", "'parts' must be a non-empty list"),
+    ("l.jsonl", '{"question": "q", "parts": ["7"], "answer": "7"}\n', ":1:", "not in 'answer'"),
+    ("m.jsonl", '{"question": "q", "parts": ["7", {"question": "x"}]}\n', ":1: part 2:",
+     "'answer' or 'answers'"),
+    ("n.jsonl", '{"question": "q", "parts": ["7", [null]]}\n', ":1: part 2:", "every alias"),
 ])
 def test_malformed_rows_name_file_and_line(tmp_path: Path, name: str, text: str, where: str,
                                            what: str) -> None:
