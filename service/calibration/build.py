@@ -153,13 +153,13 @@ def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[s
     return out
 
 
-def answered_at_default(model: CalibratedModel, records: Sequence[Record]) -> list[bool] | None:
-    """Which ``records`` the whole-answer cascade answers at the default target risk (None:
-    the default is not certified)."""
+def answered_at_default(model: CalibratedModel, records: Sequence[Record]) -> list[bool]:
+    """Which ``records`` the whole-answer cascade answers at the default target risk (none
+    when the default is not certified: the server then abstains on every such request)."""
     entry = next((e for e in model.supported(MAX_STAGE)
                   if abs(e.alpha - model.spec.default_alpha) < 1e-9), None)
     if entry is None or entry.threshold is None or not records:
-        return None
+        return [False] * len(records)
     o = decide(replay(records, model), entry.threshold,
                min(model.spec.abstain_threshold, entry.threshold), model.decision_stage)
     return [bool(a) for a in o.answered]

@@ -57,8 +57,9 @@ def signed_oof(z: np.ndarray, y: np.ndarray, features: list[str], folds: int,
 
 
 def fit_stage_map(x: np.ndarray, y: np.ndarray, features: list[str],
-                  seed: int = 0) -> StageMap | None:
-    """Fit one stage's map; None when the data cannot support one (too few examples)."""
+                  seed: int = 0, isotonic: bool = True) -> StageMap | None:
+    """Fit one stage's map; None when the data cannot support one (too few examples).
+    ``isotonic`` False keeps Platt scaling at any n (strictly monotone in the score)."""
     n = len(y)
     pos = int(y.sum())
     if n < 2 * MIN_PER_CLASS:
@@ -78,7 +79,7 @@ def fit_stage_map(x: np.ndarray, y: np.ndarray, features: list[str],
         "scale": scale.tolist(), "coef": coef[:-1].tolist(),
         "intercept": float(coef[-1]), "n": n,
     }
-    if n < ISOTONIC_MIN_N:
+    if n < ISOTONIC_MIN_N or not isotonic:
         return StageMap(**base, method="platt")
     folds = min(5, min(pos, n - pos))
     oof = signed_oof(z, y, features, folds, seed)

@@ -75,11 +75,14 @@ class Cascade:
 
     async def _claims(self, req: schemas.AnswerRequest, plan: Plan, comp: Completion,
                       ctx: SignalContext, scope: schemas.ScopeReport) -> schemas.ClaimsReport:
-        """Claims mode: the stage-1 samples (drawn now if the stage loop stopped before them
-        and the request may reach stage 1) give each claim its support; the profile's claim
-        calibration, where it applies to this request, keeps what its promise covers."""
+        """Claims mode: the stage-1 samples (drawn now if the stage loop stopped before them,
+        the request may reach stage 1, and support is read: uncalibrated, or by the claim
+        map) give each claim its support; the profile's claim calibration, where it applies
+        to this request, keeps what its promise covers."""
+        calibration = plan.model.claims
         samples = ctx.samples
-        if samples is None and plan.stages.allowed >= 1 and ctx.has("samples"):
+        wanted = calibration is None or calibration.needs_samples
+        if samples is None and wanted and plan.stages.allowed >= 1 and ctx.has("samples"):
             try:
                 async with asyncio.timeout_at(loop_deadline(plan.deadline)):
                     samples = await ctx.get_samples()
@@ -87,7 +90,6 @@ class Cascade:
                 samples = None  # the budget ran out: token signals only
         # the request's own embedding cache: a claim that is a whole sample is embedded once
         embed = ctx.embed if plan.stages.allowed >= 2 and ctx.has("embedder") else None
-        calibration = plan.model.claims
         void = claims_void(req, plan, scope, self.splitter.name, samples is not None,
                            calibration) if calibration is not None else None
         return await assess(ClaimInputs(req.question, comp.text, comp.tokens, plan.task,

@@ -214,3 +214,35 @@ def test_the_documented_multi_part_rows_load_and_grade(tmp_path: Path) -> None:
     said = [("Water boils at sea level at 100 degrees.", None),
             ("The largest planet is Jupiter.", None)]
     assert match_parts(planets, said) == [1, 0] and grade_claims(planets, said) == [True, True]
+
+
+@pytest.fixture(scope="module")
+def token_only_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    records = with_claims(synthetic_records(600, seed=4), seed=4, support=False)
+    path = tmp_path_factory.mktemp("claims-tokens") / "artifact.json"
+    save_artifact(build_artifact(records, dataset="synthetic-parts", settings=SERVING, seed=4,
+                                 delta=0.1, holdout=0.3, claim_alpha=0.2), path)
+    return path
+
+
+@pytest.mark.parametrize("which", ["support", "tokens"])
+def test_samples_are_drawn_for_claims_only_when_the_map_reads_them(
+        which: str, claims_artifact: Path, token_only_artifact: Path) -> None:
+    """The whole answer is decided at stage 0 here (its default target risk is not
+    certified, so the policy abstains at once); claims mode then draws the stage-1 samples
+    only for a claim map that reads their support."""
+    from tests.fakes import FakeEngine
+    from tests.unit.test_calibration_api import SCRIPTS
+
+    path = claims_artifact if which == "support" else token_only_artifact
+    reads = "support" in json.loads(path.read_text())["claims"]["map"]["features"]
+    assert reads is (which == "support")
+    engine = FakeEngine(scripts=SCRIPTS)
+    with client(path, engine) as c:
+        out, claims = claims_of(c)
+    assert out["stage_reached"] == 0 and claims["calibrated"]
+    drawn = any("samples" in rid for rid, _ in engine.calls)
+    assert drawn is reads
+    assert all((s["signals"]["support"] is None) is not reads for s in claims["items"])
+    if not reads:  # nothing missing: the promise holds without samples
+        assert (claims["target_risk"], claims["reason"]) == (0.2, None)
