@@ -7,7 +7,7 @@ their spread over splits:
 
     candor calibrate --dataset ladder-parts --n 400 --max-tokens 64 --max-stage 1 \\
         --profile parts --tasks math --default-alpha 0.3 --claims-alpha 0.1 \\
-        --out runs/calibration/parts.json          # docs/claims.md; fills the cache below
+        --out runs/calibration/parts.json   # docs/claims.md, stage 1; fills the cache
     .venv/bin/python benchmarks/claims.py --cache runs/cache/ladder-parts-s1-t64.jsonl \\
         --dataset ladder-parts --n 400 --max-tokens 64 --max-stage 1
 

@@ -52,10 +52,13 @@ def test_the_documented_three_part_request_gets_a_confidence_per_part(
 
 def test_the_documented_claims_calibration_fits_a_claims_section(
         live_server: LiveServer, tmp_path: Path) -> None:
-    """docs/claims.md's `candor calibrate` command as written, but with --n 24 and
-    --server pointing at the session server (collection is most of the time): the
+    """docs/claims.md's token-only `candor calibrate` command as written, but with --n 24
+    and --server pointing at the session server (collection is most of the time): the
     multi-part answers of the real model are collected in claims mode, each claim graded
-    against its part, and the artifact gets its claims section."""
+    against its part, and the artifact gets its claims section. (Its stage-1 twin differs
+    by --max-stage alone: the CLI parses it, test_docs_commands.py; claims mode with
+    samples on this engine: the curl test above; collected and fitted with support:
+    tests/unit/test_claims_calibration.py.)"""
     import os
     import re
     import sys
@@ -63,7 +66,7 @@ def test_the_documented_claims_calibration_fits_a_claims_section(
     from tests.docs_commands import doc_commands
 
     line = next(c.line for c in doc_commands() if c.source.startswith("claims.md")
-                and " calibrate " in c.line)
+                and " calibrate " in c.line and "--max-stage 0" in c.line)
     cmd = re.sub(r"--n \d+", "--n 24", line) + f" --server {live_server.url} --no-progress"
     env = {**live_server.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=env, capture_output=True,
@@ -74,6 +77,7 @@ def test_the_documented_claims_calibration_fits_a_claims_section(
     assert art["profile"] == "parts" and art["tasks"] == ["math"] and art["n"] == 24
     claims = art["claims"]
     assert claims["alpha"] == 0.1 and claims["map"]["features"] and out["claims"]
+    assert "support" not in claims["map"]["features"] and claims["min_stage"] == 0
     assert claims["test"]["answers"] >= 1 and claims["feasibility"]["claims"] >= 1
     cache = next((tmp_path / "runs" / "cache").glob("ladder-parts-*.jsonl"))
     parts = [[c["part"] for c in json.loads(row)["response"]["claims"]["items"]]
