@@ -234,11 +234,29 @@ class CalibratedModel:
                 "reference": len(s.scope.reference_full), "fitted": s.scope.fitted,
                 "heldout": s.heldout.get("scope")},
             "claims": None if s.claims is None or not s.guarantee else {
-                "target_risk": s.claims.alpha, "threshold": s.claims.threshold,
+                "promise": self._claims_promise(), "target_risk": s.claims.alpha,
+                "threshold": s.claims.threshold,
                 "splitter": s.claims.splitter, "features": s.claims.map["features"],
                 "min_stage": s.claims.min_stage, "test": s.claims.test,
                 "feasibility": s.claims.feasibility, "heldout": s.claims.heldout},
         }
+
+
+    def _claims_promise(self) -> str:
+        """The claim-level promise in words (``describe``)."""
+        c, s = self.spec.claims, self.spec
+        assert c is not None
+        if c.threshold is None:
+            return (f"none: no claim threshold is certified at alpha={c.alpha:g} with "
+                    f"delta={s.delta:g}; claims mode keeps every claim")
+        if s.scope is None:
+            return ("none: this artifact has no scope test, so no request is known to be "
+                    "drawn like its calibration set")
+        return (f"with probability >= {1 - s.delta:g}, at most {c.alpha:g} of answers served "
+                "in claims mode keep a wrong claim (claims at or above the threshold are "
+                "kept), among requests that pass this profile's scope test, asked with the "
+                "pinned settings and allowed to reach stage "
+                f"{c.min_stage if 'support' in c.map['features'] else 0}")
 
 
 def parse_artifact(raw: str, source: str, expected_model: str | None = None,

@@ -116,10 +116,20 @@ def fit_claims(parts: dict[str, list[Record]], test_in: Sequence[Record],
                held_in: Sequence[Record], *, alpha: float, delta: float, seed: int,
                min_stage: int, splitter: str, answered: Sequence[bool] | None = None,
                ) -> ClaimSpec | None:
-    """The ``claims`` section, or None when no record was collected in claims mode."""
-    fit = labelled(parts["fit"])
-    if not fit:
+    """The ``claims`` section, or None when no record was collected in claims mode (a
+    dataset mixing multi-part rows with single questions is refused: its scope test would
+    admit single questions the threshold never saw)."""
+    every = [r for part in parts.values() for r in part]
+    plain = sum(r.claims is None for r in every)
+    if plain == len(every):
         return None
+    if plain:
+        raise ValueError(
+            f"{plain} of {len(every)} questions are not multi-part (no 'parts'): a claim "
+            "calibration needs every question collected in claims mode, so the requests its "
+            "scope test admits are like those its threshold was tested on; calibrate the "
+            "multi-part rows apart from the single questions")
+    fit = labelled(parts["fit"])
     m, selection = fit_claim_map(fit, seed)
     if m is None:
         raise ValueError(f"too few claims ({sum(len(r.claims or ()) for r in fit)}) on the "

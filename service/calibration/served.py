@@ -47,7 +47,10 @@ class CalibrationClaims(BaseModel):
     ``threshold`` are kept, and with probability >= 1 - delta at most ``target_risk`` of
     answers served this way keep a wrong claim (docs/claims.md)."""
 
-    target_risk: float = Field(description="The claim target risk, fixed before fitting.")
+    promise: str = Field(description="The claim-level promise in words, or why there is "
+                         "none (no certified threshold, no scope test).")
+    target_risk: float = Field(description="The claim target risk alpha, fixed before "
+                               "fitting (promised only as `promise` says).")
     threshold: float | None = Field(description="null: none certified, every claim kept.")
     splitter: str
     features: list[str] = Field(description="The claim map's inputs.")

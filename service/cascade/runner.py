@@ -89,8 +89,11 @@ class Cascade:
             except TimeoutError:
                 samples = None  # the budget ran out: token signals only
         # the request's own embedding cache: a claim that is a whole sample is embedded once
-        embed = ctx.embed if plan.stages.allowed >= 2 and ctx.has("embedder") else None
-        void = claims_void(req, plan, scope, self.splitter.name, samples is not None,
+        embeds = embeds_support(calibration)
+        embed = (ctx.embed if embeds and plan.stages.allowed >= 2 and ctx.has("embedder")
+                 else None)
+        void = claims_void(req, plan, scope, self.splitter.name,
+                           samples is not None and (embed is not None or not embeds),
                            calibration) if calibration is not None else None
         return await assess(ClaimInputs(req.question, comp.text, comp.tokens, plan.task,
                                         samples, embed, self.settings.cluster_similarity),
@@ -164,11 +167,19 @@ def _samples(samples: list[str] | None, clusters: list[int] | None,
             for s, c in zip(samples, ids, strict=True)]
 
 
+def embeds_support(calibration: ClaimCalibration | None) -> bool:
+    """Whether embedding matches count in a claim's support (stage 2 allowed): uncalibrated
+    yes; calibrated only where the map's support was collected with them (``min_stage``
+    2), so a served support is never read more loosely than the certified one."""
+    return calibration is None or calibration.min_stage >= 2
+
+
 def claims_void(req: schemas.AnswerRequest, plan: Plan, scope: schemas.ScopeReport,
-                splitter: str, sampled: bool, calibration: ClaimCalibration) -> str | None:
+                splitter: str, supported: bool, calibration: ClaimCalibration) -> str | None:
     """Why the profile's claim-level promise does not hold for this request (None: it
     does): the request is out of the profile's scope or untested, asks with other
-    settings than the claims were calibrated with, or lacks the samples the map reads."""
+    settings than the claims were calibrated with, or lacks what the map's support was
+    read from (``supported``: the samples, and the embedder where support used it)."""
     if scope.tested and not scope.in_scope:
         return routing.out_of_scope_reason(plan.route, scope)
     if plan.route.untested is not None:
@@ -181,10 +192,10 @@ def claims_void(req: schemas.AnswerRequest, plan: Plan, scope: schemas.ScopeRepo
                           f"{calibration.splitter!r} splitter, this server splits with "
                           f"{splitter!r}")
     if calibration.needs_samples and (plan.stages.allowed < calibration.min_stage
-                                      or not sampled):
+                                      or not supported):
         return no_promise("settings", "the claim map reads each claim's support as collected "
                           f"up to stage {calibration.min_stage} (the samples; from stage 2 also "
                           "their embeddings), which this request did not get (its max_stage "
-                          f"is {plan.stages.allowed}, or its budget ran out before the samples "
-                          "were drawn)")
+                          f"is {plan.stages.allowed}, its budget ran out before the samples "
+                          "were drawn, or no embedding model is loaded)")
     return None

@@ -140,6 +140,7 @@ def test_the_calibrated_claims_keep_what_the_threshold_covers(served: TestClient
     assert out["scope"]["in_scope"] and (claims["target_risk"], claims["reason"]) == (0.2, None)
     report = served.get("/v1/calibration").json()["claims"]
     assert report["target_risk"] == 0.2 and report["threshold"] == spec["threshold"]
+    assert report["promise"].startswith("with probability >= 0.9, at most 0.2 of answers")
 
 
 @pytest.mark.parametrize(("body", "word"), [
@@ -246,3 +247,26 @@ def test_samples_are_drawn_for_claims_only_when_the_map_reads_them(
     assert all((s["signals"]["support"] is None) is not reads for s in claims["items"])
     if not reads:  # nothing missing: the promise holds without samples
         assert (claims["target_risk"], claims["reason"]) == (0.2, None)
+
+
+def test_support_is_read_as_it_was_certified() -> None:
+    """A map whose support was collected at stage 1 (exact matches) never counts embedding
+    matches when served, which could only raise support; one collected with stage 2 needs
+    the embedder, and without it promises nothing."""
+    from service.cascade.runner import embeds_support
+    from service.claims.assess import ClaimCalibration
+
+    def cal(min_stage: int) -> ClaimCalibration:
+        return ClaimCalibration("x", lambda f: 0.5, ("support",), 0.5, 0.1, 0.1, min_stage)
+
+    assert embeds_support(None) and embeds_support(cal(2))
+    assert not embeds_support(cal(1)) and not embeds_support(cal(0))
+
+
+def test_a_dataset_mixing_multi_part_rows_with_single_questions_is_refused() -> None:
+    records = with_claims(synthetic_records(300, seed=5), seed=5)
+    for r in records[::7]:
+        r.claims = None
+    with pytest.raises(ValueError, match="43 of 300 questions are not multi-part"):
+        build_artifact(records, dataset="mixed", settings=SERVING, seed=0, delta=0.1,
+                       holdout=0.3)

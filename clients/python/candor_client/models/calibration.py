@@ -83,9 +83,11 @@ class CalibrationScope(Model):
 class CalibrationClaims(Model):
     """A profile's claim-level promise (claims mode): claims whose confidence is at or above
     ``threshold`` are kept, and with probability >= 1 - delta at most ``target_risk`` of
-    answers served this way keep a wrong claim. ``threshold`` None: none certified.
+    answers served this way keep a wrong claim, as ``promise`` says in words (``none: ...``
+    with no certified threshold or no scope test). ``threshold`` None: none certified.
     ``min_stage``: the stage a request must be allowed to reach for the promise."""
 
+    promise: str = ""
     target_risk: float
     threshold: float | None = None
     splitter: str = "rules"
