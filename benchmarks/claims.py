@@ -50,8 +50,7 @@ def records_of(args: argparse.Namespace) -> tuple[list[Record], ServingSettings]
     pinned = ServingSettings.model_validate(serving)
     items = load_dataset(args.dataset, n=args.n, seed=args.seed)
     cfg = CollectSettings(max_tokens=args.max_tokens, max_stage=args.max_stage,
-                          serving=pinned.fingerprint(), instruction=pinned.math_instruction,
-                          claims=any(it.parts for it in items))
+                          serving=pinned.fingerprint(), instruction=pinned.math_instruction)
     cached = read_cache(args.cache)
     have = [(it, cached[cfg.key(it)]) for it in items if cfg.key(it) in cached]
     if not have:

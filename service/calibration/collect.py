@@ -40,15 +40,15 @@ class CollectSettings:
     timeout_s: float = 3600.0
     serving: str = ""  # fingerprint of the server's signal settings (pinning.py)
     instruction: str | None = None  # the math instruction: the key holds the prompt
-    claims: bool = False  # claims mode (multi-part questions): each claim's signals too
 
     def key(self, item: Item) -> str:
+        """Multi-part questions are asked in claims mode, and their key says so."""
         from service.cascade.providers import with_instruction
 
         prompt = with_instruction(item.question, item.task, self.instruction)
         fields: list[object] = [prompt, item.task, self.max_tokens, self.max_stage,
                                 self.serving]
-        raw = json.dumps(fields + ["claims"] if self.claims else fields)
+        raw = json.dumps(fields + ["claims"] if item.parts else fields)
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
@@ -74,7 +74,7 @@ def request_body(item: Item, cfg: CollectSettings) -> dict[str, Any]:
     return {
         "question": item.question, "task": item.task, "max_tokens": cfg.max_tokens,
         "policy": {"run_all": True, "max_stage": cfg.max_stage},
-        "return_samples": True, "claims": cfg.claims,
+        "return_samples": True, "claims": bool(item.parts),
     }
 
 

@@ -90,8 +90,7 @@ def gather(args: argparse.Namespace, start: Starter = load_engine,
         return CollectSettings(max_tokens=args.max_tokens, max_stage=args.max_stage,
                                concurrency=args.concurrency or 8, timeout_s=args.timeout,
                                serving=serving.fingerprint(),
-                               instruction=serving.math_instruction,
-                               claims=any(it.parts for it in items))
+                               instruction=serving.math_instruction)
 
     async def run(url: str, cfg: CollectSettings) -> list[dict[str, Any]]:
         try:
