@@ -32,14 +32,12 @@ from typing import Any
 import numpy as np
 
 from service.calibration.artifact import CalibratedModel
-from service.calibration.build import answered_at_default, build_artifact
+from service.calibration.build import build_artifact, default_outcome
 from service.calibration.collect import CollectSettings, read_cache
 from service.calibration.pinning import ServingSettings
 from service.calibration.records import Record, to_records
-from service.calibration.simulate import decide, replay
 from service.labelled.datasets import load_dataset
 from service.offline.collection import load_serving
-from service.vocab import MAX_STAGE
 
 
 def records_of(args: argparse.Namespace) -> tuple[list[Record], ServingSettings]:
@@ -75,15 +73,9 @@ def one_split(records: list[Record], serving: ServingSettings, seed: int, alpha:
                          delta=args.delta, holdout=args.holdout, default_alpha=alpha,
                          claim_alpha=alpha)
     assert art.claims is not None, "no record was collected in claims mode"
-    model = CalibratedModel(art)
     held = [r for r in records if r.key in set(art.split_keys["heldout"])]
-    answered = np.array(answered_at_default(model, held))
-    entry = next((e for e in model.supported(MAX_STAGE) if abs(e.alpha - alpha) < 1e-9), None)
-    if entry is not None and entry.threshold is not None:
-        stop = decide(replay(held, model), entry.threshold,
-                      min(art.abstain_threshold, entry.threshold), model.decision_stage).stage
-    else:  # not certified: every request abstains after the greedy pass
-        stop = np.zeros(len(held), dtype=int)
+    whole = default_outcome(CalibratedModel(art), held)
+    answered, stop = whole.answered, whole.stage
     m = art.claims.min_stage
     h = art.claims.heldout
     return {"seed": seed, "threshold": art.claims.threshold, "answers": h["answers"],

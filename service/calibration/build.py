@@ -36,7 +36,7 @@ from service.calibration.scope import (
     scope_text,
 )
 from service.calibration.select import choose_inputs
-from service.calibration.simulate import decide, replay
+from service.calibration.simulate import Outcome, decide, replay
 from service.calibration.thresholds import (
     DEFAULT_ALPHAS,
     alpha_on_fit,
@@ -153,16 +153,17 @@ def heldout_metrics(model: CalibratedModel, records: Sequence[Record]) -> dict[s
     return out
 
 
-def answered_at_default(model: CalibratedModel, records: Sequence[Record]) -> list[bool]:
-    """Which ``records`` the whole-answer cascade answers at the default target risk (none
-    when the default is not certified: the server then abstains on every such request)."""
+def default_outcome(model: CalibratedModel, records: Sequence[Record]) -> Outcome:
+    """What the whole-answer cascade does with ``records`` at the default target risk: who
+    is answered, at which stage (when the default is not certified the server abstains on
+    every such request after the greedy pass)."""
     entry = next((e for e in model.supported(MAX_STAGE)
                   if abs(e.alpha - model.spec.default_alpha) < 1e-9), None)
     if entry is None or entry.threshold is None or not records:
-        return [False] * len(records)
-    o = decide(replay(records, model), entry.threshold,
-               min(model.spec.abstain_threshold, entry.threshold), model.decision_stage)
-    return [bool(a) for a in o.answered]
+        n = len(records)
+        return Outcome(np.zeros(n, dtype=bool), np.zeros(n, dtype=int))
+    return decide(replay(records, model), entry.threshold,
+                  min(model.spec.abstain_threshold, entry.threshold), model.decision_stage)
 
 
 def build_artifact(records: Sequence[Record], *, dataset: str, settings: ServingSettings,
@@ -244,9 +245,10 @@ def build_artifact(records: Sequence[Record], *, dataset: str, settings: Serving
     ref = reference_for(model, parts["test"] + parts["heldout"],  # for drift monitoring
                         min(top, model.decision_stage))
     spec["reference"] = ref.model_dump() if ref is not None else None
-    claims = fit_claims(parts, test_in, held_in, alpha=claim_alpha, delta=delta, seed=seed,
-                        min_stage=min(top, 2), splitter=RuleSplitter.name,
-                        answered=answered_at_default(model, held_in)) if guarantee else None
+    claims = (fit_claims(parts, test_in, held_in, alpha=claim_alpha, delta=delta, seed=seed,
+                         min_stage=min(top, 2), splitter=RuleSplitter.name,
+                         answered=default_outcome(model, held_in).answered.tolist())
+              if guarantee else None)
     spec["claims"] = claims.model_dump() if claims is not None else None
     spec["feasibility"]["reached"] = [
         {"alpha": r["alpha"], "abstention": 1 - r["coverage"],
