@@ -233,30 +233,31 @@ class CalibratedModel:
                 "bank": s.scope.n_bank,
                 "reference": len(s.scope.reference_full), "fitted": s.scope.fitted,
                 "heldout": s.heldout.get("scope")},
-            "claims": None if s.claims is None or not s.guarantee else {
-                "promise": self._claims_promise(), "target_risk": s.claims.alpha,
-                "threshold": s.claims.threshold,
-                "splitter": s.claims.splitter, "features": s.claims.map["features"],
-                "min_stage": s.claims.min_stage, "test": s.claims.test,
-                "feasibility": s.claims.feasibility, "heldout": s.claims.heldout},
+            "claims": describe_claims(s),
         }
 
 
-    def _claims_promise(self) -> str:
-        """The claim-level promise in words (``describe``)."""
-        c, s = self.spec.claims, self.spec
-        assert c is not None
-        if c.threshold is None:
-            return (f"none: no claim threshold is certified at alpha={c.alpha:g} with "
-                    f"delta={s.delta:g}; claims mode keeps every claim")
-        if s.scope is None:
-            return ("none: this artifact has no scope test, so no request is known to be "
-                    "drawn like its calibration set")
-        return (f"with probability >= {1 - s.delta:g}, at most {c.alpha:g} of answers served "
-                "in claims mode keep a wrong claim (claims at or above the threshold are "
-                "kept), among requests that pass this profile's scope test, asked with the "
-                "pinned settings and allowed to reach stage "
-                f"{c.min_stage if 'support' in c.map['features'] else 0}")
+def describe_claims(s: ArtifactSpec) -> dict[str, Any] | None:
+    """The claims section as ``GET /v1/calibration`` and ``candor calibrate`` report it: the
+    claim-level promise in words and the section's figures (None: no claim calibration)."""
+    c = s.claims
+    if c is None or not s.guarantee:
+        return None
+    if c.threshold is None:
+        promise = (f"none: no claim threshold is certified at alpha={c.alpha:g} with "
+                   f"delta={s.delta:g}; claims mode keeps every claim")
+    elif s.scope is None:
+        promise = ("none: this artifact has no scope test, so no request is known to be "
+                   "drawn like its calibration set")
+    else:
+        promise = (f"with probability >= {1 - s.delta:g}, at most {c.alpha:g} of answers "
+                   "served in claims mode keep a wrong claim (claims at or above the threshold "
+                   "are kept), among requests that pass this profile's scope test, asked with "
+                   "the pinned settings and allowed to reach stage "
+                   f"{c.min_stage if 'support' in c.map['features'] else 0}")
+    return {"promise": promise, "target_risk": c.alpha, "threshold": c.threshold,
+            "splitter": c.splitter, "features": c.map["features"], "min_stage": c.min_stage,
+            "test": c.test, "feasibility": c.feasibility, "heldout": c.heldout}
 
 
 def parse_artifact(raw: str, source: str, expected_model: str | None = None,

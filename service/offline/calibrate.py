@@ -32,7 +32,7 @@ from service.labelled.items import Item
 from service.offline.collection import add_common, gather
 
 if TYPE_CHECKING:
-    from service.calibration.artifact import ArtifactSpec, Labels
+    from service.calibration.artifact import Labels
     from service.calibration.scope import Embed
 
 log = logging.getLogger("candor.calibrate")
@@ -118,7 +118,7 @@ def run_calibrate(args: argparse.Namespace, start: Starter = load_engine) -> int
         name = Path(args.dataset).stem
     print_feasibility(records, args.alphas)
     texts = bool(records) and all(r.question for r in records)  # else no embedder to load
-    from service.calibration.artifact import save_artifact
+    from service.calibration.artifact import describe_claims, save_artifact
     from service.calibration.build import build_artifact
 
     try:
@@ -143,7 +143,7 @@ def run_calibrate(args: argparse.Namespace, start: Starter = load_engine) -> int
                       "default_alpha_rule": art.default_alpha_rule,
                       "default_supported": art.default_supported,
                       "feasibility": art.feasibility, "heldout": art.heldout,
-                      "claims": claims_summary(art)}, indent=1))
+                      "claims": describe_claims(art)}, indent=1))
     if art.scope is None:
         print(f"candor: no scope test ({art.heldout.get('scope', {}).get('missing')}): a server "
               "promises nothing with this artifact (docs/calibration.md, \"Scope\")",
@@ -159,15 +159,6 @@ def run_calibrate(args: argparse.Namespace, start: Starter = load_engine) -> int
               "this data: a server with this artifact abstains on every request that sets no "
               "policy.target_risk", file=sys.stderr)
     return 0
-
-
-def claims_summary(art: ArtifactSpec) -> dict[str, Any] | None:
-    """The claims section's promise and figures (no map numbers), for the command's output."""
-    if art.claims is None:
-        return None
-    c = art.claims
-    return {"target_risk": c.alpha, "threshold": c.threshold, "features": c.map["features"],
-            "test": c.test, "feasibility": c.feasibility, "heldout": c.heldout}
 
 
 def scope_embedder(args: argparse.Namespace) -> Embed | None:
