@@ -25,36 +25,28 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from service.calibration.artifact import CalibratedModel
-from service.calibration.build import build_artifact, default_outcome
-from service.calibration.collect import CollectSettings, read_cache
-from service.calibration.pinning import ServingSettings
-from service.calibration.records import Record, to_records
-from service.labelled.datasets import load_dataset
-from service.offline.collection import load_serving
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.cached_rows import cached  # noqa: E402
+from service.calibration.artifact import CalibratedModel  # noqa: E402
+from service.calibration.build import build_artifact, default_outcome  # noqa: E402
+from service.calibration.pinning import ServingSettings  # noqa: E402
+from service.calibration.records import Record, to_records  # noqa: E402
 
 
 def records_of(args: argparse.Namespace) -> tuple[list[Record], ServingSettings]:
-    serving = load_serving(args.cache)
-    if serving is None:
-        raise SystemExit(f"{args.cache.with_suffix('.serving.json')} is missing: not a "
-                         "calibrate cache")
-    pinned = ServingSettings.model_validate(serving)
-    items = load_dataset(args.dataset, n=args.n, seed=args.seed)
-    cfg = CollectSettings(max_tokens=args.max_tokens, max_stage=args.max_stage,
-                          serving=pinned.fingerprint(), instruction=pinned.math_instruction)
-    cached = read_cache(args.cache)
-    have = [(it, cached[cfg.key(it)]) for it in items if cfg.key(it) in cached]
+    have, pinned = cached(args.cache, args.dataset, args.n, args.seed, args.max_tokens,
+                          args.max_stage)
     if not have:
         raise SystemExit(f"no answer of {args.dataset} (n={args.n}) in {args.cache}")
-    recs = to_records([it for it, _ in have], [r for _, r in have], None)
-    return recs, pinned
+    return to_records([it for _, it, _ in have], [r for _, _, r in have], None), pinned
 
 
 def token_only(records: list[Record]) -> list[Record]:
