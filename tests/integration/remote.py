@@ -16,6 +16,8 @@ import httpx
 from service.config import EMBEDDED_MODEL_ID, Settings
 from tests.integration.conftest import READY_TIMEOUT_S, free_port
 
+GENERATED = "vllm:generation_tokens_total"  # every token vLLM generated so far
+
 
 @dataclass
 class VllmServer:
@@ -54,9 +56,7 @@ class VllmServer:
 
     def sample(self, name: str) -> float:
         """One of vLLM's metrics (summed over its label sets)."""
-        text = httpx.get(self.url + "/metrics", timeout=5).text
-        vals = re.findall(rf"^{re.escape(name)}\{{[^}}]*\}} ([0-9.e+-]+)$", text, re.M)
-        return sum(float(v) for v in vals)
+        return metric(httpx.get(self.url + "/metrics", timeout=5).text, name)
 
     def running(self) -> float:
         """vLLM's ``vllm:num_requests_running`` gauge. vLLM refreshes it only on an engine
@@ -65,10 +65,16 @@ class VllmServer:
 
     def generated(self) -> float:
         """``vllm:generation_tokens_total``: every token vLLM generated so far."""
-        return self.sample("vllm:generation_tokens_total")
+        return self.sample(GENERATED)
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+def metric(text: str, name: str) -> float:
+    """A metric of a Prometheus text page, summed over its label sets."""
+    vals = re.findall(rf"^{re.escape(name)}\{{[^}}]*\}} ([0-9.e+-]+)$", text, re.M)
+    return sum(float(v) for v in vals)
 
 
 def vllm_server(tmp: Path) -> VllmServer:

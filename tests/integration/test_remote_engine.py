@@ -25,7 +25,7 @@ import pytest
 from service.config import EMBEDDED_MODEL_ID
 from tests.integration import replicas
 from tests.integration.conftest import LiveServer, start_server, stop_server
-from tests.integration.remote import VllmServer, vllm_server
+from tests.integration.remote import GENERATED, VllmServer, metric, vllm_server
 from tests.integration.replicas import labelled
 from tests.pg import postgres_cluster
 
@@ -61,7 +61,7 @@ def engine(local_answers: dict[str, dict],
     server.kill()
 
 
-MAX_NEW = 256  # the disconnect test's answer: see there
+MAX_NEW = 1024  # the disconnect test's answer: see there
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,14 @@ def test_samples_arrive(remote: LiveServer) -> None:
     assert body["signals"]["consistency"] is not None
 
 
+async def _generated(raw: httpx.AsyncClient) -> float | None:
+    """vLLM's token counter on a kept-alive connection; None when the poll timed out."""
+    try:
+        return metric((await raw.get("/metrics")).text, GENERATED)
+    except httpx.TimeoutException:
+        return None
+
+
 async def test_client_disconnect_aborts_the_engine_request(remote: LiveServer,
                                                            engine: VllmServer) -> None:
     """A client that goes away mid-generation: Candor closes its HTTP request to vLLM and
@@ -105,20 +113,23 @@ async def test_client_disconnect_aborts_the_engine_request(remote: LiveServer,
     growth, not the running gauge, tells that it started: the gauge is sampled per engine
     step and a poll can miss it), and after one more engine step nothing runs.
 
-    The greedy story runs to its length limit (it does not stop by itself before 400
-    tokens), and ``MAX_NEW`` tokens take 9 s at the fastest CPU seen (28 tok/s), so the
-    cancel lands mid-generation on any machine: with 64 tokens a fast CPU finished the
-    answer (2.3 s) before the poll saw it start."""
-    before = await asyncio.to_thread(engine.generated)
-    async with httpx.AsyncClient(base_url=remote.url, timeout=120) as c:
+    The greedy story runs to its length limit (1,024 tokens measured in process, without
+    stopping), and ``MAX_NEW`` tokens take 36 s at the fastest CPU seen (28 tok/s), so the
+    cancel lands mid-generation on any machine. Twice a shorter window was too short: 64
+    tokens finished before the poll saw them start (2.3 s); 256 tokens finished (10.7 s on
+    CI) while a poll on a fresh connection got no answer, so the poll now keeps its
+    connection alive and a poll that times out is just retried."""
+    async with httpx.AsyncClient(base_url=engine.url, timeout=2) as raw, \
+            httpx.AsyncClient(base_url=remote.url, timeout=300) as c:
+        before = await asyncio.to_thread(engine.generated)
         task = asyncio.create_task(c.post("/v1/answer", json={
             "question": "Write a long story about a dragon.", "max_tokens": MAX_NEW,
             "policy": {"max_stage": 0}}))
         started = 0.0
-        for _ in range(1500):  # up to ~60 s (a cold prefill on 2 busy cores)
-            if task.done():
-                break
-            started = await asyncio.to_thread(engine.generated) - before
+        deadline = asyncio.get_running_loop().time() + 60  # a cold prefill on 2 busy cores
+        while not task.done() and asyncio.get_running_loop().time() < deadline:
+            now = await _generated(raw)
+            started = started if now is None else now - before
             if started >= 2:
                 break
             await asyncio.sleep(0.02)
