@@ -38,6 +38,12 @@ def multi_item(id_: str, header: str, parts: Sequence[Item], task: str,
     """One request asking every part, numbered; ``prompts`` are the parts as asked."""
     asked = prompts or [p.question for p in parts]
     question = "\n".join([header, *(f"{i}) {q}" for i, q in enumerate(asked, start=1))])
+    return with_parts(id_, question, parts, task)
+
+
+def with_parts(id_: str, question: str, parts: Sequence[Item], task: str) -> Item:
+    """The multi-part item asking ``question``: its parts' answers joined, graded per part
+    (its own grader: the parts' one grader, else ``text``)."""
     graders = {p.grader for p in parts}
     grader: Grader = graders.pop() if len(graders) == 1 else "text"
     return Item(id_, question, "; ".join(p.answer for p in parts), grader, task=task,

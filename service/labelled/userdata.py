@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from service.labelled.items import Grader, Item
+from service.labelled.parts import with_parts
 from service.signals.normalize import is_plain_number
 from service.vocab import TASKS
 
@@ -112,9 +113,7 @@ def _multi_part(row: dict[str, Any], question: str, where: str, default_id: str)
             body, stem = {"question": f"part {k}", "answer": part, "task": task}, None
         one = row_to_item(body, at, f"{item_id}-{k}")
         parts.append(replace(one, meta={"stem": stem} if stem else {}))
-    grader: Grader = "numeric" if all(p.grader == "numeric" for p in parts) else "text"
-    return Item(item_id, question, "; ".join(p.answer for p in parts), grader, task=task,
-                meta={"parts": str(len(parts))}, parts=tuple(parts))
+    return with_parts(item_id, question, parts, task)
 
 
 def load_jsonl(path: Path) -> list[Item]:
